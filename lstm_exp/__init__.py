@@ -1,0 +1,27 @@
+"""lstm_exp: config-driven experiments with recurrent networks.
+
+Notebook API:
+    >>> import lstm_exp
+    >>> cfg = lstm_exp.compose("model=stacked", "tracking.enabled=false")
+    >>> lstm_exp.execute(cfg).arrays["output"].shape
+    (2, 3, 5)
+"""
+
+import os
+
+# TensorFlow's C++ logs drown the report; set before anything imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+from lstm_exp.compose import compose  # noqa: E402
+from lstm_exp.errors import ConfigError  # noqa: E402
+
+
+def execute(cfg):
+    """Runs a composed config and returns its `Result` (see `lstm_exp.runner.execute`)."""
+    from lstm_exp.runner import execute as run
+
+    return run(cfg)
+
+
+__all__ = ["ConfigError", "compose", "execute"]

@@ -1,0 +1,60 @@
+"""What one run keeps, written to a plain directory and computed as plain numbers (no MLflow here)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_exp import plots
+
+
+def carried_states(sequence: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """h_t per step with a row's state held after its end (outputs there are zero). (B, T, H)."""
+    if lengths is None:
+        return sequence
+    steps = np.minimum(np.arange(sequence.shape[1])[None, :], lengths[:, None] - 1)  # (B, T)
+    return np.take_along_axis(sequence, steps[:, :, None], axis=1)
+
+
+def state_metrics(arrays, layers: int, lengths) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Final norms (`layer_{k}.h_norm`, `layer_{k}.c_norm`) and per-step h norms.
+
+    The per-step series ends on the final state, so a chart's last point is the logged final value.
+    """
+    final, per_step = {}, {}
+    for k in range(layers):
+        final[f"layer_{k}.h_norm"] = float(np.linalg.norm(arrays[f"layer_{k}/h"]))
+        if f"layer_{k}/c" in arrays:
+            final[f"layer_{k}.c_norm"] = float(np.linalg.norm(arrays[f"layer_{k}/c"]))
+        held = carried_states(arrays[f"layer_{k}/sequence"], lengths)  # (B, T, H)
+        series = [float(np.linalg.norm(held[:, t])) for t in range(held.shape[1])]
+        series[-1] = final[f"layer_{k}.h_norm"]
+        per_step[f"layer_{k}.h_norm"] = series
+    return final, per_step
+
+
+def shapes_document(result) -> dict:
+    """Expected (from the config) and actual shapes of every array and weight."""
+    return {
+        "expected": {n: list(s) for n, s in result.expected_shapes.items()},
+        "actual": {n: list(a.shape) for n, a in result.arrays.items()},
+        "weights": {n: list(w.shape) for n, w in result.weights.items()},
+        "engine": result.engine,
+    }
+
+
+def write_run_directory(
+    out: Path, cfg: DictConfig, result, summary: str, per_step: dict[str, list[float]]
+) -> Path:
+    """Writes config.yaml, states.npz, weights.npz, shapes.json, summary.txt and plots/*.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    np.savez(out / "states.npz", **result.arrays)
+    np.savez(out / "weights.npz", **result.weights)
+    (out / "shapes.json").write_text(json.dumps(shapes_document(result), indent=2))
+    (out / "summary.txt").write_text(summary)
+    plots.layer_h_heatmaps(result.arrays, len(result.spec.units), out / "plots")
+    plots.gate_heatmaps(result.arrays, out / "plots")
+    plots.norms_over_time(per_step, out / "plots")
+    return out

@@ -1,0 +1,47 @@
+"""Stable identities of a run: a hash of what it computes, and of the code that computes it."""
+
+import hashlib
+import json
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Keys that change where or whether a run is recorded, not what it computes.
+_NOT_COMPUTATION = ("tracking", "dry_run", "resume", "hydra")
+
+
+def computation_config(cfg: DictConfig) -> dict:
+    """The resolved config without the keys that do not change the arrays."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return {key: value for key, value in plain.items() if key not in _NOT_COMPUTATION}
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """sha256 (16 hex digits) of the resolved config's computation keys."""
+    text = json.dumps(computation_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@cache
+def code_version() -> str:
+    """sha256 (16 hex digits) of the package's source files and configs, with or without git."""
+    digest = hashlib.sha256()
+    for path in sorted([*PACKAGE_DIR.glob("*.py"), *PACKAGE_DIR.parent.glob("conf/**/*.yaml")]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@cache
+def git_commit() -> str:
+    """The checkout's commit (with '+dirty' when it has changes), or 'unknown' outside git."""
+    try:
+        run = lambda *args: subprocess.run(  # noqa: E731
+            ["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        return commit + ("+dirty" if run("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

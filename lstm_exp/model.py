@@ -1,0 +1,117 @@
+"""Keras 3 stacks built from a validated `ModelSpec` and a keras-layout weight dict."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lstm_exp.config import GATES, ModelSpec
+from lstm_exp.reference import directions
+
+STOCK_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
+
+
+def _make_layer(spec: ModelSpec, k: int, name: str) -> keras.layers.Layer:
+    """Stock Keras layer for plain settings (cuDNN on a GPU); the TF1-style cell for the extras."""
+    units = spec.units[k]
+    if spec.cell == "lstm" and spec.has_extras:
+        from lstm_exp.cells import TF1LSTMCell
+
+        cell = TF1LSTMCell(
+            units,
+            peepholes=spec.peepholes,
+            cell_clip=spec.cell_clip,
+            proj_size=spec.proj_size,
+            proj_clip=spec.proj_clip,
+            name=f"{name}_cell",
+        )
+        return keras.layers.RNN(cell, return_sequences=True, return_state=True, name=name)
+    return STOCK_LAYERS[spec.cell](units, return_sequences=True, return_state=True, name=name)
+
+
+def _reverse(seq: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    return tf.reverse_sequence(seq, lengths, seq_axis=1, batch_axis=0)
+
+
+class KerasStack:
+    """A stack of recurrent layers, one Keras layer per layer and direction.
+
+    A backward direction runs on each row's valid steps reversed (TF1's `bidirectional_dynamic_rnn`),
+    so lengths, gates and initial states work alike in both directions.
+
+    Example:
+        >>> stack = KerasStack(ModelSpec("lstm", (4, 5)), weights, features=6)
+        >>> stack(np.zeros((2, 3, 6), np.float32))["output"].shape
+        TensorShape([2, 3, 5])
+    """
+
+    def __init__(self, spec: ModelSpec, weights: dict[str, np.ndarray], features: int):
+        self.spec = spec
+        self.layers: dict[str, keras.layers.Layer] = {}
+        fan_in = features
+        for k in range(len(spec.units)):
+            for d in directions(spec):
+                name = f"layer_{k}" + (f"_{d[:-1]}" if d else "")  # stable across jobs: no lstm_7
+                layer = _make_layer(spec, k, name)
+                layer.build((None, None, fan_in))
+                for variable in layer.weights:
+                    variable.assign(weights[f"layer_{k}/{d}{variable.name}"])
+                self.layers[f"layer_{k}/{d}"] = layer
+            fan_in = spec.output_size(k)
+
+    def _direction(self, pre, seq, lengths, mask, initial_state, batch):
+        spec, layer, k = self.spec, self.layers[pre], int(pre.split("/")[0][6:])
+        units, hidden = spec.units[k], spec.hidden_size(k)
+        h0 = initial_state.get(pre + "h", tf.zeros((batch, hidden)))
+        state = [h0, initial_state.get(pre + "c", tf.zeros((batch, units)))] if spec.cell == "lstm" else [h0]
+        inputs = _reverse(seq, lengths) if pre.endswith("bw/") else seq
+        outputs = layer(inputs, mask=mask, initial_state=state)
+        valid = tf.cast(mask, tf.float32)[:, :, None]  # (B, T, 1)
+        # The TF1-style cell emits [h | gates] per step, (B, T, H + 4C); stock layers emit h alone.
+        sequence = outputs[0][..., :hidden] * valid  # dynamic_rnn: zeros past a row's end
+        result = {"sequence": sequence, "h": outputs[1]}
+        if spec.cell == "lstm":
+            result["c"] = outputs[2]
+            if spec.has_extras:
+                gates = outputs[0][..., hidden:]  # (B, T, 4C)
+            else:
+                h_prev = tf.concat([h0[:, None, :], sequence[:, :-1]], axis=1)  # (B, T, H)
+                gates = self._stock_gates(layer, inputs, h_prev)
+            for n, gate in enumerate(GATES):
+                result[f"gates/{gate}"] = gates[..., n * units : (n + 1) * units] * valid
+        if pre.endswith("bw/"):
+            result = {n: _reverse(v, lengths) if v.shape.rank == 3 else v for n, v in result.items()}
+        return result
+
+    @staticmethod
+    def _stock_gates(layer, inputs, h_prev):
+        # keras.layers.LSTM does not expose its gates; at valid steps they follow exactly from the
+        # layer's own weights, the inputs and the previous step's output.
+        kernel, recurrent, bias = (w.value for w in layer.weights)
+        z = inputs @ kernel + h_prev @ recurrent + bias  # (B, T, 4H)
+        z_i, z_f, z_g, z_o = tf.split(z, 4, axis=-1)
+        return tf.concat([tf.sigmoid(z_i), tf.sigmoid(z_f), tf.tanh(z_g), tf.sigmoid(z_o)], -1)
+
+    def __call__(self, x, lengths=None, initial_state=None) -> dict[str, tf.Tensor]:
+        """Runs the stack on x (B, T, F); returns the runner's array names as tensors."""
+        x = tf.convert_to_tensor(x, tf.float32)
+        batch, steps = x.shape[0], x.shape[1]
+        lengths = tf.fill([batch], steps) if lengths is None else tf.convert_to_tensor(lengths, tf.int32)
+        mask = tf.sequence_mask(lengths, steps)  # (B, T)
+        initial_state = {n: tf.convert_to_tensor(v) for n, v in (initial_state or {}).items()}
+        arrays, seq = {}, x
+        for k in range(len(self.spec.units)):
+            parts = []
+            for d in directions(self.spec):
+                part = self._direction(f"layer_{k}/{d}", seq, lengths, mask, initial_state, batch)
+                if d:
+                    arrays.update({f"layer_{k}/{d}{n}": v for n, v in part.items() if n != "sequence"})
+                else:
+                    arrays.update({f"layer_{k}/{n}": v for n, v in part.items()})
+                parts.append(part)
+            if d:
+                for name in ("sequence", "h", "c"):
+                    if name in parts[0]:
+                        arrays[f"layer_{k}/{name}"] = tf.concat([p[name] for p in parts], -1)
+            seq = arrays[f"layer_{k}/sequence"]
+        arrays["output"] = seq
+        return arrays

@@ -1,0 +1,67 @@
+"""Pictures of a run: h over time per layer, gate activations, state norms per step."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+from pathlib import Path  # noqa: E402
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+MAX_ROWS = 4  # batch rows drawn per figure; more would be unreadable
+
+
+def _heatmap(ax, values: np.ndarray, title: str, vmin=-1.0, vmax=1.0):
+    # values (T, H): time runs left to right, one line per unit.
+    image = ax.imshow(values.T, aspect="auto", cmap="RdBu_r", vmin=vmin, vmax=vmax,
+                      interpolation="nearest")
+    ax.set(title=title, xlabel="time step t", ylabel="unit")
+    ax.set_xticks(range(values.shape[0]) if values.shape[0] <= 20 else ax.get_xticks()[1:-1])
+    return image
+
+
+def layer_h_heatmaps(arrays: dict[str, np.ndarray], layers: int, out: Path) -> list[Path]:
+    """One figure per layer: its output h (units x time) for the first batch rows."""
+    paths = []
+    for k in range(layers):
+        seq = arrays[f"layer_{k}/sequence"]  # (B, T, H)
+        rows = min(MAX_ROWS, seq.shape[0])
+        fig, axes = plt.subplots(1, rows, figsize=(3.2 * rows + 1, 3.2), squeeze=False)
+        for b in range(rows):
+            image = _heatmap(axes[0, b], seq[b], f"layer {k} h, row {b}")
+        fig.colorbar(image, ax=axes[0, :].tolist(), shrink=0.8)
+        paths.append(_save(fig, out / f"layer_{k}_h.png"))
+    return paths
+
+
+def gate_heatmaps(arrays: dict[str, np.ndarray], out: Path) -> list[Path]:
+    """One figure per LSTM layer and direction: gates i, f, g, o over time for batch row 0."""
+    paths = []
+    for name in sorted(n for n in arrays if n.endswith("/gates/i")):
+        prefix = name[: -len("gates/i")]
+        fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+        for ax, gate in zip(axes, "ifgo", strict=True):
+            low = -1.0 if gate == "g" else 0.0  # g is tanh; the others are sigmoids
+            image = _heatmap(ax, arrays[f"{prefix}gates/{gate}"][0], f"{prefix}{gate}", low, 1.0)
+            fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.suptitle(f"{prefix.rstrip('/')} gate activations, batch row 0")
+        paths.append(_save(fig, out / f"{prefix.rstrip('/').replace('/', '_')}_gates.png"))
+    return paths
+
+
+def norms_over_time(norms: dict[str, list[float]], out: Path) -> Path:
+    """Per-step h norm of every layer, as in the MLflow chart, in one PNG."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in norms.items():
+        ax.plot(range(len(values)), values, marker="o", label=name)
+    ax.set(xlabel="time step t", ylabel="‖h_t‖ over the batch", title="state norms over time")
+    ax.legend()
+    return _save(fig, out / "h_norm_over_time.png")
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,173 @@
+"""Executes one experiment: inputs -> weights -> Keras stack -> arrays, checked by the NumPy reference.
+
+No Hydra and no MLflow here: `execute(cfg)` is a pure function of the config, used by the CLI, the
+notebook API and `rerun`.
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from omegaconf import DictConfig
+
+from lstm_exp.config import (
+    ModelSpec,
+    estimate_bytes,
+    expected_shapes,
+    validate_input_settings,
+    validate_model,
+)
+from lstm_exp.errors import ConfigError
+from lstm_exp.initializers import initial_weights
+from lstm_exp.inputs import InputData, check_lengths, initial_states, load_sequences, planned_shape
+from lstm_exp.reference import max_abs_err, reference_forward
+from lstm_exp.tf_runtime import load_tensorflow, quiet_native_stderr
+from lstm_exp.weights import load_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs before TensorFlow is involved."""
+
+    spec: ModelSpec
+    data: InputData
+    weights: dict[str, np.ndarray]
+    expected_shapes: dict[str, tuple[int, ...]]
+
+
+@dataclass
+class Result:
+    """What one run produced; `arrays` follows the names in DESIGN.md."""
+
+    arrays: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]
+    expected_shapes: dict[str, tuple[int, ...]]
+    reference_max_abs_err: float
+    spec: ModelSpec
+    engine: str
+    timings: dict[str, float] = field(default_factory=dict)  # seconds, and forward_ms when timed
+
+
+def _check_memory(cfg: DictConfig, spec: ModelSpec, shape: tuple[int, int, int], one_step: bool):
+    batch, steps, features = shape
+    needed = estimate_bytes(expected_shapes(spec, batch, steps, features, one_step), spec, features)
+    limit = cfg.run.max_memory_gb * 2**30
+    if needed > limit:
+        raise ConfigError(
+            "input",
+            f"(B={batch}, T={steps}, F={features}) with model.units={list(spec.units)}",
+            f"a size whose arrays fit in run.max_memory_gb={cfg.run.max_memory_gb:g}; "
+            f"this one needs about {needed / 2**30:.1f} GB",
+        )
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Validates the config and builds the NumPy inputs and weights (no TensorFlow)."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError("seed", cfg.seed, "a non-negative integer")
+    spec = validate_model(cfg.model)
+    validate_input_settings(cfg.input)
+    planned = planned_shape(cfg.input)
+    if planned:  # refuse before allocating
+        _check_memory(cfg, spec, planned, one_step=False)
+    x, one_step = load_sequences(cfg.input, cfg.seed)
+    batch, steps, features = x.shape
+    _check_memory(cfg, spec, x.shape, one_step)
+    lengths = check_lengths(cfg.input.lengths, batch, steps)
+    state = initial_states(cfg.input.initial_state, spec, batch, cfg.seed)
+    if cfg.model.weights.path:
+        weights = load_weights(cfg.model.weights, spec, features)
+    else:
+        weights = initial_weights(spec, features, cfg.seed)
+    shapes = expected_shapes(spec, batch, steps, features, one_step)
+    return Prepared(spec, InputData(x, one_step, lengths, state), weights, shapes)
+
+
+def _forward(prepared: Prepared, engine: str):
+    """Builds the chosen engine and returns a function of no arguments running one forward pass."""
+    spec, data = prepared.spec, prepared.data
+    from lstm_exp.model import KerasStack
+
+    stack = KerasStack(spec, prepared.weights, data.x.shape[-1])
+    return lambda: stack(data.x, data.lengths, data.initial_state)
+
+
+def _time_forward(run_once, repeat: int) -> float:
+    """Median wall time of `repeat` forward passes, in ms, after one warm-up pass."""
+    run_once()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run_once()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(samples))
+
+
+def _forward_flops(spec: ModelSpec, data: InputData) -> float:
+    batch, steps, fan_in = data.x.shape
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[spec.cell]
+    flops = 0.0
+    for k, units in enumerate(spec.units):
+        per_direction = fan_in * gates * units + spec.hidden_size(k) * gates * units
+        if spec.proj_size:
+            per_direction += units * spec.proj_size
+        flops += 2 * batch * steps * per_direction * (2 if spec.bidirectional else 1)
+        fan_in = spec.output_size(k)
+    return flops
+
+
+def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
+    """Runs the experiment described by `cfg`.
+
+    Args:
+        cfg: a composed config (see `lstm_exp.compose`).
+        prepared: the output of `prepare(cfg)`, when the caller already validated.
+
+    Returns:
+        A `Result` whose arrays have exactly the expected shapes.
+    """
+    timings = {}
+    start = time.perf_counter()
+    prepared = prepared or prepare(cfg)
+    spec, data = prepared.spec, prepared.data
+    timings["prepare_s"] = time.perf_counter() - start
+
+    with quiet_native_stderr():
+        start = time.perf_counter()
+        load_tensorflow(cfg.seed)
+        engine = "keras"
+        run_once = _forward(prepared, engine)
+        timings["build_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        arrays = {name: np.asarray(value) for name, value in run_once().items()}
+        timings["forward_s"] = time.perf_counter() - start
+        if cfg.run.repeat > 0:
+            timings["forward_ms"] = _time_forward(run_once, cfg.run.repeat)
+            timings["forward_gflops"] = _forward_flops(spec, data) / (timings["forward_ms"] * 1e6)
+
+    start = time.perf_counter()
+    expected = reference_forward(spec, prepared.weights, data.x, data.lengths, data.initial_state)
+    error = max_abs_err(arrays, expected)
+    timings["reference_s"] = time.perf_counter() - start
+
+    arrays["input"] = data.x[:, 0] if data.one_step else data.x
+    if data.one_step:
+        arrays["output"] = arrays["output"][:, 0]
+    _check_shapes(arrays, prepared.expected_shapes)
+    if not math.isfinite(error):
+        error = float("inf")
+    return Result(arrays, prepared.weights, prepared.expected_shapes, error, spec, engine, timings)
+
+
+def _check_shapes(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:
+    # Expected shapes come from the config alone (dry_run prints them); a difference is a bug here.
+    actual = {name: tuple(a.shape) for name, a in arrays.items()}
+    if actual != expected:
+        diff = {n: (expected.get(n), actual.get(n)) for n in set(actual) | set(expected)
+                if expected.get(n) != actual.get(n)}
+        raise RuntimeError(f"array shapes differ from those the config implies (expected, actual): {diff}")

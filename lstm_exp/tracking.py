@@ -1,0 +1,170 @@
+"""MLflow: the store, the experiment, one run's lifecycle and what it logs. The only mlflow importer."""
+
+import logging
+import os
+import platform
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_exp import artifacts, identity
+from lstm_exp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+PARAM_LIMIT = 500  # longer values (literal inputs) are cut; config.yaml keeps them whole
+TAG_PREFIX = "lstm_exp."
+
+
+def store_uri(tracking: DictConfig) -> str:
+    """The tracking URI: `tracking.uri`, else `sqlite:///<launch directory>/mlflow.db`."""
+    return tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _artifact_location(uri: str) -> str | None:
+    # Beside a SQLite file, so that `mlflow ui` in that directory finds every artifact.
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+    return None  # a server decides (it serves artifacts)
+
+
+def retry_locked(action: Callable, attempts: int = 8):
+    """Runs `action`, retrying SQLite's transient "database is locked" with exponential backoff."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as error:  # mlflow wraps sqlalchemy's OperationalError in several ways
+            if "database is locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+
+
+def check_reachable(uri: str, timeout_s: float) -> None:
+    """Fails fast (ConfigError) when an HTTP tracking server does not answer its health check."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    # MLflow's own retries would take minutes on a dead server; bound them for every later request.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(timeout_s, 1))))
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as reply:
+            if reply.status == 200:
+                return
+    except (urllib.error.URLError, OSError, ValueError):
+        pass
+    allowed = f"a reachable MLflow tracking server (no answer within {timeout_s:g} s)"
+    raise ConfigError("tracking.uri", uri, allowed)
+
+
+def open_experiment(tracking: DictConfig):
+    """Connects to the store and returns (client, experiment_id), creating the experiment once."""
+    uri = store_uri(tracking)
+    check_reachable(uri, tracking.timeout_s)
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+
+    def get_or_create():
+        found = client.get_experiment_by_name(tracking.experiment)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return client.create_experiment(tracking.experiment, _artifact_location(uri))
+        except MlflowException as error:  # another process created it first
+            if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code) + str(error):
+                raise
+            return client.get_experiment_by_name(tracking.experiment).experiment_id
+
+    return client, retry_locked(get_or_create)
+
+
+def flatten(node, prefix: str = "") -> dict[str, str]:
+    """The resolved config as dotted keys, the form MLflow params take."""
+    flat = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            text = str(value)
+            flat[name] = text if len(text) <= PARAM_LIMIT else text[: PARAM_LIMIT - 3] + "..."
+    return flat
+
+
+def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
+    """Model and input names, overrides, code and library versions, the config hash."""
+    import importlib.metadata as md
+
+    versions = {pkg: md.version(pkg) for pkg in ("tensorflow", "keras", "mlflow", "hydra-core", "numpy")}
+    return {
+        TAG_PREFIX + "model": cfg.model.name,
+        TAG_PREFIX + "input": cfg.input.name,
+        TAG_PREFIX + "overrides": " ".join(overrides),
+        TAG_PREFIX + "config_hash": identity.config_hash(cfg),
+        TAG_PREFIX + "code_version": identity.code_version(),
+        TAG_PREFIX + "seed": str(cfg.seed),
+        "mlflow.source.git.commit": identity.git_commit(),
+        TAG_PREFIX + "versions": " ".join(f"{p}={v}" for p, v in versions.items())
+        + f" python={platform.python_version()}",
+    }
+
+
+def start_run(client, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+    """Creates a RUNNING run and returns its id."""
+    return retry_locked(lambda: client.create_run(experiment_id, tags=tags, run_name=name)).info.run_id
+
+
+def end_run(client, run_id: str, status: str, reason: str | None = None) -> None:
+    """Ends a run FINISHED, FAILED or KILLED; a failure says why in the `lstm_exp.error` tag."""
+    if reason:
+        retry_locked(lambda: client.set_tag(run_id, TAG_PREFIX + "error", reason[:5000]))
+    retry_locked(lambda: client.set_terminated(run_id, status))
+
+
+def log_result(client, run_id: str, cfg: DictConfig, result, summary: str, lengths) -> None:
+    """Logs params, metrics (final and per step) and every artifact of one run, in few requests."""
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    final, per_step = artifacts.state_metrics(result.arrays, len(result.spec.units), lengths)
+    metrics = [
+        Metric(name, value, now, step)
+        for name, series in per_step.items()
+        for step, value in enumerate(series)
+    ]
+    last_step = len(next(iter(per_step.values()))) - 1
+    scalars = {n: v for n, v in final.items() if n not in per_step}
+    scalars["reference_max_abs_err"] = result.reference_max_abs_err
+    scalars.update(result.timings)
+    metrics += [Metric(name, float(value), now, last_step if name.endswith("_norm") else 0)
+                for name, value in scalars.items()]
+    params = [Param(k, v) for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()]
+    for start in range(0, max(len(metrics), len(params)), 100):  # MLflow's batch limits
+        retry_locked(lambda s=start: client.log_batch(
+            run_id, metrics=metrics[s : s + 100], params=params[s : s + 100]))
+    with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
+        folder = artifacts.write_run_directory(Path(tmp), cfg, result, summary, per_step)
+        retry_locked(lambda: client.log_artifacts(run_id, str(folder)))
+    log_dataset(client, run_id, result)
+
+
+def log_dataset(client, run_id: str, result) -> None:
+    """Registers the input as an MLflow dataset, so the UI lists it per run."""
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+
+    dataset = mlflow.data.from_numpy(result.arrays["input"], name="input")._to_mlflow_entity()
+    tag = InputTag(key="mlflow.data.context", value="input")
+    retry_locked(lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [tag])]))
+
+
+def ui_command(uri: str) -> str:
+    """The one command that opens the MLflow UI on this store."""
+    if uri.startswith("sqlite:///"):
+        return f"mlflow ui --backend-store-uri {uri}"
+    return f"open {uri}"
