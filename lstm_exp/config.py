@@ -109,6 +109,8 @@ def validate_input_settings(inp: DictConfig) -> None:
     for key in ("batch", "timesteps", "features"):
         _positive_int(f"input.{key}", inp[key])
     _choice("input.distribution", inp.distribution, DISTRIBUTIONS)
+    if inp.name == "file" and not inp.path:
+        raise ConfigError("input.path", inp.path, "the path of a .npy, .npz or .csv file (input=file)")
     if inp["values"] is not None and inp.path is not None:
         raise ConfigError("input.path", inp.path, "null when input.values is given")
 

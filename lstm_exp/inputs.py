@@ -113,7 +113,7 @@ def check_lengths(lengths: object, batch: int, steps: int) -> np.ndarray | None:
     if lengths is None:
         return None
     values = list(lengths)
-    allowed = f"{batch} integers (one per row), each from 1 to T={steps}"
+    allowed = f"a list of {batch} integer(s), one per row of the batch, each from 1 to T={steps}"
     if len(values) != batch or any(
         isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= steps for n in values
     ):

@@ -23,13 +23,21 @@ log = logging.getLogger("lstm_exp")
 register()
 
 
+_run_error: list[BaseException] = []  # a single run's error, raised again outside Hydra by `main`
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def _hydra_task(cfg: DictConfig) -> int:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     output_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        outcome = run_job(cfg, overrides)
+        try:
+            outcome = run_job(cfg, overrides)
+        except Exception as error:  # noqa: BLE001 - Hydra would print its own banner first
+            _run_error.append(error)
+            failure_outcome(error).save(output_dir)
+            return 1
         outcome.save(output_dir)
         print(outcome.report)
         return 0
@@ -67,6 +75,8 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
     try:
         _hydra_task()
+        if _run_error:
+            raise _run_error.pop()
     except errors.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -74,6 +84,7 @@ def main() -> None:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        sweep.abort_parent()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(sweep.exit_status())

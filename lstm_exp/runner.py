@@ -155,6 +155,8 @@ def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
     error = max_abs_err(arrays, expected)
     timings["reference_s"] = time.perf_counter() - start
 
+    if cfg.run.inject_fault == "forward":
+        raise RuntimeError("fault injected after the forward pass (run.inject_fault=forward)")
     arrays["input"] = data.x[:, 0] if data.one_step else data.x
     if data.one_step:
         arrays["output"] = arrays["output"][:, 0]

@@ -57,6 +57,7 @@ class TrackingConfig:
 class RunConfig:
     repeat: int = 0  # timed forward passes after a warm-up; 0 = none
     max_memory_gb: float = 8.0  # refuse configs whose arrays would need more
+    inject_fault: str | None = None  # tests only: "forward" raises after the forward pass
 
 
 @dataclass

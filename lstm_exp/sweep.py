@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 PARENT_FILE = ".lstm_exp_parent_run"
 _exit_status = 0  # of the last sweep in this process; `main` exits with it
+_open_parent: list = []  # (client, run_id) while a parent run is open, for `abort_parent`
 
 
 def parent_run_id(sweep_dir: Path) -> str | None:
@@ -25,6 +26,15 @@ def parent_run_id(sweep_dir: Path) -> str | None:
 def exit_status() -> int:
     """0 when every job of the last sweep succeeded; else 2 if all failures were bad input, else 1."""
     return _exit_status
+
+
+def abort_parent(status: str = "KILLED") -> None:
+    """Ends an open parent run (Ctrl-C during a sweep), so it is not left RUNNING."""
+    from lstm_exp import tracking
+
+    while _open_parent:
+        client, run_id = _open_parent.pop()
+        tracking.end_run(client, run_id, status, "sweep interrupted")
 
 
 def _job_outcomes(sweep_dir: Path) -> list[dict]:
@@ -54,6 +64,7 @@ class SweepParentRun(Callback):
         name = config.tracking.run_name or "sweep " + " ".join(overrides)
         self.parent = tracking.start_run(self.client, experiment_id, name, tags)
         (sweep_dir / PARENT_FILE).write_text(self.parent)
+        _open_parent.append((self.client, self.parent))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         global _exit_status
@@ -68,5 +79,6 @@ class SweepParentRun(Callback):
         try:
             sweep_summary.log_summary(self.client, self.parent)
         finally:
+            _open_parent.clear()
             reason = f"{len(failed)} of {len(outcomes)} jobs failed" if failed else None
             tracking.end_run(self.client, self.parent, status, reason)

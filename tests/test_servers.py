@@ -55,8 +55,7 @@ def run_script(name: str, *args: str, cwd: Path | None = None) -> str:
         timeout=START_TIMEOUT,
     )
     assert proc.returncode == 0, (
-        f"{name} {' '.join(args)} exited {proc.returncode}\n"
-        f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        f"{name} {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     )
     return proc.stdout
 
@@ -142,9 +141,7 @@ def check_over_rest(url: str, exp_id: str, run_id: str, note: Path) -> None:
     assert {"key": "units", "value": "32"} in data["params"]
     assert runs[0]["info"]["status"] == "FINISHED"
 
-    r = requests.get(
-        f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id}, timeout=HTTP_TIMEOUT
-    )
+    r = requests.get(f"{url}/api/2.0/mlflow/artifacts/list", params={"run_id": run_id}, timeout=HTTP_TIMEOUT)
     r.raise_for_status()
     assert [f["path"] for f in r.json()["files"]] == [note.name]
     r = requests.get(
@@ -188,12 +185,12 @@ def test_mlflow_server_sqlite(tmp_path: Path, note: Path) -> None:
         stop_server("mlflow-server", state, port)
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0, reason="scripts/postgres needs root (apt-get, runuser -u postgres)"
-)
+@pytest.mark.skipif(os.geteuid() != 0, reason="scripts/postgres needs root (apt-get, runuser -u postgres)")
 def test_mlflow_server_postgres(tmp_path: Path, note: Path, pg_datadir: Path) -> None:
     psycopg2 = pytest.importorskip("psycopg2")
     pg_port, port, state = free_port(), free_port(), tmp_path / "state"
+    while port == pg_port:
+        port = free_port()
     pg = ["--datadir", str(pg_datadir)]
     args = ["--background", "--port", str(port), "--state-dir", str(state)]
     args += ["--artifacts-destination", str(tmp_path / "mlartifacts")]
@@ -218,12 +215,8 @@ def test_mlflow_server_postgres(tmp_path: Path, note: Path, pg_datadir: Path) ->
             assert cur.fetchall() == [("FINISHED",)]
         conn.close()
     finally:
-        subprocess.run(
-            [str(SCRIPTS / "postgres"), "stop", *pg], capture_output=True, timeout=90, check=False
-        )
-    status = subprocess.run(
-        [str(SCRIPTS / "postgres"), "status", *pg], capture_output=True, timeout=30
-    )
+        subprocess.run([str(SCRIPTS / "postgres"), "stop", *pg], capture_output=True, timeout=90, check=False)
+    status = subprocess.run([str(SCRIPTS / "postgres"), "status", *pg], capture_output=True, timeout=30)
     assert status.returncode == 3, "PostgreSQL still running after `scripts/postgres stop`"
 
 
