@@ -1,7 +1,5 @@
 """The tutorial's experiments end to end: CLI -> Keras -> a temporary SQLite MLflow store, read back."""
 
-import io
-
 import numpy as np
 import pytest
 from conftest import error_lines, run_cli
@@ -49,8 +47,8 @@ def test_tutorial_experiment_is_recorded(store, tmp_path, model, output_shape, s
     assert {"config.yaml", "states.npz", "weights.npz", "shapes.json", "summary.txt", "plots"} <= artifacts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "plots/layer_0_h.png" in plots and "plots/layer_0_gates.png" in plots
-    summary = io.StringIO(open(client.download_artifacts(run.info.run_id, "summary.txt", str(tmp_path))).read())
-    assert "reference check" in summary.getvalue()
+    summary = client.download_artifacts(run.info.run_id, "summary.txt", str(tmp_path))
+    assert "reference check" in open(summary).read()
 
 
 def test_sweep_is_a_parent_with_one_child_per_job(store):
