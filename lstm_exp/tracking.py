@@ -67,6 +67,8 @@ def open_experiment(tracking: DictConfig):
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    # "Creating initial MLflow database tables..." is MLflow's business, not the report's.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     client = MlflowClient(tracking_uri=uri)
 
     def get_or_create():
