@@ -65,9 +65,9 @@ class KerasStack:
         state = [h0, initial_state.get(pre + "c", tf.zeros((batch, units)))] if spec.cell == "lstm" else [h0]
         inputs = _reverse(seq, lengths) if pre.endswith("bw/") else seq
         outputs = layer(inputs, mask=mask, initial_state=state)
-        valid = tf.cast(mask, tf.float32)[:, :, None]  # (B, T, 1)
+        valid = mask[:, :, None]  # (B, T, 1)
         # The TF1-style cell emits [h | gates] per step, (B, T, H + 4C); stock layers emit h alone.
-        sequence = outputs[0][..., :hidden] * valid  # dynamic_rnn: zeros past a row's end
+        sequence = tf.where(valid, outputs[0][..., :hidden], 0.0)  # dynamic_rnn: zeros past the end
         result = {"sequence": sequence, "h": outputs[1]}
         if spec.cell == "lstm":
             result["c"] = outputs[2]
@@ -77,7 +77,7 @@ class KerasStack:
                 h_prev = tf.concat([h0[:, None, :], sequence[:, :-1]], axis=1)  # (B, T, H)
                 gates = self._stock_gates(layer, inputs, h_prev)
             for n, gate in enumerate(GATES):
-                result[f"gates/{gate}"] = gates[..., n * units : (n + 1) * units] * valid
+                result[f"gates/{gate}"] = tf.where(valid, gates[..., n * units : (n + 1) * units], 0.0)
         if pre.endswith("bw/"):
             result = {n: _reverse(v, lengths) if v.shape.rank == 3 else v for n, v in result.items()}
         return result

@@ -1,53 +1,90 @@
-"""Weights in and out: the keras-layout dict every engine uses, checked against the model."""
+"""Weights in and out: reading `model.weights.path` in any layout, checking it against the model,
+and exporting a recorded run's weights.
 
+CLI:
+    python -m lstm_exp.weights export RUN_ID --layout torch|tf1|keras [--out PATH] [--tracking-uri URI]
+"""
+
+import argparse
+import re
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from lstm_exp.config import ModelSpec
+from lstm_exp.config import ModelSpec, validate_model
 from lstm_exp.errors import ConfigError
-from lstm_exp.initializers import GATE_COUNT
-from lstm_exp.reference import directions
+from lstm_exp.layouts import (
+    check_convertible,
+    checkpoint_names,
+    detect_layout,
+    expected_weight_shapes,
+    layout_shapes,
+    to_keras,
+    to_layout,
+)
+
+__all__ = ["check_weights", "expected_weight_shapes", "load_weights", "read_npz", "to_layout"]
 
 
-def expected_weight_shapes(spec: ModelSpec, features: int) -> dict[str, tuple[int, ...]]:
-    """Every keras-layout weight name the model needs, with its shape."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    fan_in = features
-    for k, units in enumerate(spec.units):
-        gates = GATE_COUNT[spec.cell] * units
-        for d in directions(spec):
-            pre = f"layer_{k}/{d}"
-            shapes[pre + "kernel"] = (fan_in, gates)
-            shapes[pre + "recurrent_kernel"] = (spec.hidden_size(k), gates)
-            shapes[pre + "bias"] = (2, gates) if spec.cell == "gru" else (gates,)
-            if spec.peepholes:
-                shapes.update({f"{pre}peephole_{g}": (units,) for g in ("i", "f", "o")})
-            if spec.proj_size:
-                shapes[pre + "projection"] = (units, spec.proj_size)
-        fan_in = spec.output_size(k)
-    return shapes
+def _layer(name: str) -> int | None:
+    found = re.search(r"(?:layer_|cell_|_l)(\d+)", name)
+    return int(found.group(1)) if found else None
+
+
+def _hint(name: str, spec: ModelSpec, features: int, found: dict | None = None) -> str:
+    """Which setting a missing (found=None) or unexpected array (one of `found`) points at."""
+    present = found is not None
+    if "peephole" in name or "_diag" in name:
+        return f" (model.peepholes={'false' if present else 'true'})"
+    if "proj" in name or "weight_hr" in name:
+        return " (model.proj_size=null)" if present else f" (model.proj_size={spec.proj_size})"
+    if present and ("bw/" in name or "_reverse" in name) and not spec.bidirectional:
+        return " (model.bidirectional=false)"
+    if present and (_layer(name) or 0) >= len(spec.units):
+        layers = 1 + max(n for n in map(_layer, found) if n is not None)
+        return f" (the file has {layers} layers, model.units={list(spec.units)} has {len(spec.units)})"
+    if re.fullmatch(r"(layer_0/|(fw/|bw/)?cell_0/|weight_ih_l0)((fw/|bw/)?kernel)?(_reverse)?", name):
+        return f" (the input has F={features} features)"
+    return ""
+
+
+def _check_arrays(weights, expected, spec, features, key, source, labels=None):
+    """Names, shapes and finiteness against `expected`; the first offending array is named."""
+    labels = labels or {}
+    for name, shape in expected.items():
+        label = labels.get(name, name)
+        if name not in weights:
+            hint = _hint(name, spec, features)
+            raise ConfigError(key, source, f"weights holding {label} {shape}{hint}; it is missing")
+        found = tuple(np.shape(weights[name]))
+        if found != shape:
+            hint = _hint(name, spec, features)
+            raise ConfigError(key, source, f"weights with {label} of shape {shape}{hint}; found {found}")
+        if not np.all(np.isfinite(weights[name])):
+            raise ConfigError(key, source, f"finite weights; {label} holds NaN or infinity")
+    unexpected = sorted(set(weights) - set(expected))
+    if unexpected:  # a file for another model: more layers, peepholes, a projection, a bw direction
+        name = unexpected[0]
+        label, hint = labels.get(name, name), _hint(name, spec, features, weights)
+        raise ConfigError(
+            key, source, f"weights that fit the model; found {label} {tuple(np.shape(weights[name]))}"
+            f" that it has no place for{hint}"
+        )
 
 
 def check_weights(
     weights: dict[str, np.ndarray], spec: ModelSpec, features: int, key: str, source: str
 ) -> dict[str, np.ndarray]:
-    """Checks names and shapes against the model; returns the needed arrays as float32.
+    """Checks keras-layout names and shapes against the model; returns the arrays as float32.
 
     Raises:
-        ConfigError: naming the first missing or mis-shaped array, with both shapes.
+        ConfigError: naming the first missing, mis-shaped or unexpected array, with both shapes.
     """
     expected = expected_weight_shapes(spec, features)
-    for name, shape in expected.items():
-        if name not in weights:
-            raise ConfigError(key, source, f"weights holding {name} {shape} for this model; it is missing")
-        found = tuple(np.shape(weights[name]))
-        if found != shape:
-            hint = f" (the input has F={features} features)" if name.endswith("0/kernel") else ""
-            raise ConfigError(key, source, f"weights with {name} of shape {shape}{hint}; found {found}")
-        if not np.all(np.isfinite(weights[name])):
-            raise ConfigError(key, source, f"finite weights; {name} holds NaN or infinity")
+    _check_arrays(weights, expected, spec, features, key, source)
     return {name: np.asarray(weights[name], np.float32) for name in expected}
 
 
@@ -60,9 +97,138 @@ def read_npz(path: Path, key: str) -> dict[str, np.ndarray]:
         raise ConfigError(key, str(path), f"a readable .npz of weights ({error})") from None
 
 
+def read_checkpoint(prefix: str, key: str, source: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Reads a TF1 checkpoint's LSTM variables as tf1-layout arrays.
+
+    Returns:
+        (arrays by tf1 name, {tf1 name: checkpoint variable} so that errors name what the user has).
+    """
+    from lstm_exp.tf_runtime import quiet_native_stderr
+
+    with quiet_native_stderr():
+        import tensorflow as tf
+
+        try:
+            reader = tf.train.load_checkpoint(prefix)
+        except (tf.errors.OpError, ValueError) as error:
+            reason = " ".join(str(error).split())[:200]
+            raise ConfigError(key, source, f"a readable TF1 checkpoint ({reason})") from None
+        variables = sorted(reader.get_variable_to_shape_map())
+        names, clashes = checkpoint_names(variables)
+        if clashes:
+            name, first, second = clashes[0]
+            allowed = f"a checkpoint of one LSTM stack; both {first} and {second} would be {name}"
+            raise ConfigError(key, source, allowed)
+        if not names:
+            allowed = "a TF1 checkpoint with LSTM variables (<scope>/<cell>/kernel); found " + ", ".join(
+                variables[:8]
+            )
+            raise ConfigError(key, source, allowed)
+        return {name: reader.get_tensor(var) for name, var in names.items()}, names
+
+
+def _checkpoint_prefix(source: str) -> str | None:
+    # TF1's Saver writes PREFIX.index and PREFIX.data-*; users pass PREFIX, sometimes PREFIX.index.
+    if source.endswith(".index") and Path(source).is_file():
+        return source[: -len(".index")]
+    if not source.endswith(".npz") and Path(source + ".index").is_file():
+        return source
+    return None
+
+
 def load_weights(weights_cfg: DictConfig, spec: ModelSpec, features: int) -> dict[str, np.ndarray]:
-    """Reads `model.weights.path` into the keras layout and checks it against the model."""
-    key, path = "model.weights.path", Path(weights_cfg.path)
-    if path.suffix != ".npz" or not path.is_file():
-        raise ConfigError(key, weights_cfg.path, "an existing .npz file of weights")
-    return check_weights(read_npz(path, key), spec, features, key, weights_cfg.path)
+    """Reads `model.weights.path` (an .npz in any layout, or a TF1 checkpoint prefix) into the keras layout.
+
+    Args:
+        weights_cfg: `model.weights`: `path`, `layout` (`auto` detects it from the names) and
+            `forget_bias` (TF1's run-time forget bias, added to a tf1 bias's forget slice).
+        spec: the validated model.
+        features: F, the input's last dimension.
+
+    Raises:
+        ConfigError: unreadable file, a layout that does not fit the model, or a missing,
+            mis-shaped or unexpected array (named as in the file, with both shapes).
+    """
+    key, source, layout = "model.weights.path", str(weights_cfg.path), weights_cfg.layout
+    labels: dict[str, str] = {}
+    prefix = _checkpoint_prefix(source)
+    if prefix is not None:
+        if layout not in ("auto", "tf1"):
+            raise ConfigError("model.weights.layout", layout, "tf1 or auto for a TF1 checkpoint")
+        raw, labels = read_checkpoint(prefix, key, source)
+        layout = "tf1"
+    elif source.endswith(".npz") and Path(source).is_file():
+        raw = read_npz(Path(source), key)
+    else:
+        raise ConfigError(key, source, "an existing .npz file of weights or a TF1 checkpoint prefix")
+    if layout == "auto":
+        layout = detect_layout(raw)
+        if layout is None:
+            names = ", ".join(sorted(raw)[:6]) or "no arrays"
+            allowed = "weights named as in the keras (layer_0/...), tf1 (cell_0/...) or torch (weight_ih_l0)"
+            raise ConfigError(key, source, f"{allowed} layout; found {names}")
+    check_convertible(spec, layout, "model.weights.layout")
+    _check_arrays(raw, layout_shapes(spec, features, layout), spec, features, key, source, labels)
+    keras = to_keras(raw, spec, layout, weights_cfg.forget_bias)
+    return {name: keras[name] for name in expected_weight_shapes(spec, features)}
+
+
+def export_run(
+    run_id: str, layout: str, out: Path | None, tracking_uri: str | None, forget_bias: float | None
+) -> Path:
+    """Writes a recorded run's `weights.npz` in `layout`; returns the file written.
+
+    `forget_bias` (tf1 only) defaults to the run's own `model.weights.forget_bias`, so exporting a
+    run that imported tf1 weights gives back the file it read.
+    """
+    # Lazy: tracking.py is the module that talks to MLflow; this CLI only downloads two artifacts.
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise ConfigError("--tracking-uri", uri, "an existing MLflow store (no such SQLite file)")
+    client = MlflowClient(tracking_uri=uri)
+    with tempfile.TemporaryDirectory(prefix="lstm_exp_export_") as tmp:
+        try:
+            client.get_run(run_id)
+            config_path = client.download_artifacts(run_id, "config.yaml", tmp)
+            weights_path = client.download_artifacts(run_id, "weights.npz", tmp)
+        except (MlflowException, OSError) as error:
+            reason = " ".join(str(error).split())[:200]
+            raise ConfigError("RUN_ID", run_id, f"a run of {uri} with weights.npz ({reason})") from None
+        cfg = OmegaConf.load(config_path)
+        weights = read_npz(Path(weights_path), "RUN_ID")
+    spec = validate_model(cfg.model)
+    first = "layer_0/fw/kernel" if spec.bidirectional else "layer_0/kernel"
+    features = int(np.shape(weights.get(first, np.zeros((0, 0))))[0])
+    weights = check_weights(weights, spec, features, "RUN_ID", run_id)
+    fb = cfg.model.weights.forget_bias if forget_bias is None else forget_bias
+    arrays = to_layout(weights, spec, layout, fb)
+    out = out or Path(f"weights_{layout}.npz")
+    np.savez(out, **arrays)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m lstm_exp.weights export ...`; exit 2 with one line on a bad run or option."""
+    parser = argparse.ArgumentParser(prog="python -m lstm_exp.weights", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write a recorded run's weights in another layout")
+    export.add_argument("run_id", metavar="RUN_ID")
+    export.add_argument("--layout", required=True, choices=("keras", "tf1", "torch"))
+    export.add_argument("--out", type=Path, default=None, help="default: weights_<layout>.npz")
+    export.add_argument("--tracking-uri", default=None, help="default: sqlite:///$PWD/mlflow.db")
+    export.add_argument("--forget-bias", type=float, default=None,
+                        help="tf1: TF1's forget bias (default: the run's model.weights.forget_bias)")
+    args = parser.parse_args(argv)
+    try:
+        path = export_run(args.run_id, args.layout, args.out, args.tracking_uri, args.forget_bias)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {path} ({args.layout} layout)")
+
+
+if __name__ == "__main__":
+    main()
