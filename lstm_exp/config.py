@@ -2,6 +2,7 @@
 
 import math
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
 
@@ -13,6 +14,9 @@ LAYOUTS = ("auto", "keras", "tf1", "torch")
 DISTRIBUTIONS = ("normal", "uniform")
 MAX_UNITS = 16384  # larger layers do not fit a (4H, H) kernel in sane memory
 GATES = ("i", "f", "g", "o")
+FAULTS = (None, "forward")
+# MLflow stores lstm_exp can record to (a file store is refused by MLflow 3 itself).
+URI_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,29 @@ def validate_input_settings(inp: DictConfig) -> None:
         raise ConfigError("input.path", inp.path, "the path of a .npy, .npz or .csv file (input=file)")
     if inp["values"] is not None and inp.path is not None:
         raise ConfigError("input.path", inp.path, "null when input.values is given")
+
+
+def validate_run_settings(run: DictConfig) -> None:
+    """Checks `run.*`: a negative repeat or a zero memory limit would otherwise pass silently."""
+    if run.repeat < 0:  # the schema makes it an int
+        raise ConfigError("run.repeat", run.repeat, "a non-negative integer (0 = no timing)")
+    if not math.isfinite(run.max_memory_gb) or run.max_memory_gb <= 0:
+        raise ConfigError("run.max_memory_gb", run.max_memory_gb, "a positive number of GB")
+    if run.inject_fault not in FAULTS:
+        raise ConfigError("run.inject_fault", run.inject_fault, "null or forward (tests only)")
+
+
+def validate_tracking(tracking: DictConfig) -> None:
+    """Checks `tracking.*` before any computation, so that a typo never costs a run's time."""
+    if not tracking.enabled:
+        return
+    if tracking.uri is not None and urlsplit(tracking.uri).scheme.split("+")[0] not in URI_SCHEMES:
+        allowed = "null (sqlite:///<launch dir>/mlflow.db) or a URI of scheme " + ", ".join(URI_SCHEMES)
+        raise ConfigError("tracking.uri", tracking.uri, allowed)
+    if not (tracking.experiment or "").strip():
+        raise ConfigError("tracking.experiment", tracking.experiment, "a non-empty experiment name")
+    if not math.isfinite(tracking.timeout_s) or tracking.timeout_s <= 0:
+        raise ConfigError("tracking.timeout_s", tracking.timeout_s, "a positive number of seconds")
 
 
 def expected_shapes(

@@ -75,6 +75,9 @@ def _from_file(path_text: str) -> np.ndarray:
                     raise ConfigError("input.path", path_text, allowed)
                 array = archive[name]
         elif path.suffix == ".npy":
+            with path.open("rb") as handle:  # np.load takes any other bytes for a refused pickle
+                if handle.read(6) != np.lib.format.MAGIC_PREFIX:
+                    raise ConfigError("input.path", path_text, f"{allowed} (not a NumPy .npy file)")
             array = np.load(path, allow_pickle=False)  # never unpickle a user's file
         else:
             raise ConfigError("input.path", path_text, allowed)

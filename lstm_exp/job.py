@@ -4,8 +4,12 @@ Nothing is computed before the store answers; a failure ends the run FAILED with
 ends it KILLED; a run is never left RUNNING.
 """
 
+import contextlib
 import json
 import logging
+import signal
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +41,8 @@ def run_name(cfg: DictConfig, overrides: list[str]) -> str:
     """`tracking.run_name`, else the model's name and the job's own overrides."""
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    rest = [o for o in overrides if not o.startswith(("model=", "tracking", "hydra"))]
+    # resume=true must not rename a re-run job: its name stays the one its first run had.
+    rest = [o for o in overrides if not o.startswith(("model=", "tracking", "hydra", "resume="))]
     return " ".join([cfg.model.name, *rest])
 
 
@@ -46,9 +51,44 @@ def _finished_twin(client, experiment_id: str, tags: dict[str, str]) -> str | No
     query = " and ".join(
         f"tags.`{k}` = '{tags[k]}'" for k in ("lstm_exp.config_hash", "lstm_exp.code_version")
     )
-    found = client.search_runs([experiment_id], query + " and attributes.status = 'FINISHED'",
-                               max_results=1)
+    from lstm_exp.tracking import retry_locked
+
+    found = retry_locked(lambda: client.search_runs(
+        [experiment_id], query + " and attributes.status = 'FINISHED'", max_results=1))
     return found[0].info.run_id if found else None
+
+
+@contextlib.contextmanager
+def _interrupts_kept():
+    """Raises KeyboardInterrupt after the block if Ctrl-C came but Python dropped it.
+
+    A KeyboardInterrupt raised inside a finalizer (a garbage-collected weakref callback, as SQLAlchemy
+    and TensorFlow leave many) is printed as "Exception ignored" and lost; the run would go on.
+    """
+    # Signals reach the main thread only; a handler other than Python's own is left to its owner.
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    seen = []
+
+    def interrupt(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    def unraisable(info):  # the dropped interrupt is raised below; its traceback is noise
+        if info.exc_type is not KeyboardInterrupt:
+            previous_hook(info)
+
+    previous, previous_hook = signal.signal(signal.SIGINT, interrupt), sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
+    if seen:  # reached only when the block ended normally despite the interrupt
+        raise KeyboardInterrupt
 
 
 def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = None) -> JobOutcome:
@@ -70,7 +110,13 @@ def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = N
 
     from lstm_exp import tracking
 
-    client, experiment_id = tracking.open_experiment(cfg.tracking)
+    try:
+        client, experiment_id = tracking.open_experiment(cfg.tracking)
+    except ConfigError as error:
+        if parent_run_id is None:
+            raise
+        # The sweep's start reached this store: losing it since is this job's failure, not bad input.
+        raise ConnectionError(f"lost the tracking store since the sweep started: {error}") from None
     tags = tracking.run_tags(cfg, overrides)
     if cfg.resume and (twin := _finished_twin(client, experiment_id, tags)):
         return JobOutcome(0, f"skipped: this config is already recorded as run {twin}",
@@ -79,9 +125,10 @@ def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = N
         tags["mlflow.parentRunId"] = parent_run_id
     run_id = tracking.start_run(client, experiment_id, run_name(cfg, overrides), tags)
     try:
-        result = execute(cfg, prepared)
-        report = format_report(cfg, result)
-        tracking.log_result(client, run_id, cfg, result, report, prepared.data.lengths)
+        with _interrupts_kept():
+            result = execute(cfg, prepared)
+            report = format_report(cfg, result)
+            tracking.log_result(client, run_id, cfg, result, report, prepared.data.lengths)
     except KeyboardInterrupt:
         tracking.end_run(client, run_id, "KILLED", "interrupted (Ctrl-C)")
         raise

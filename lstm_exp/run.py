@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 import lstm_exp  # noqa: F401  (sets TensorFlow's log level before anything imports it)
 from lstm_exp import errors, sweep
+from lstm_exp.compose import CONFIG_DIR
 from lstm_exp.job import failure_outcome, run_job
 from lstm_exp.schema import register
 
@@ -26,7 +27,9 @@ register()
 _run_error: list[BaseException] = []  # a single run's error, raised again outside Hydra by `main`
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+# An absolute path: "../conf" resolves against the calling module, which breaks the `lstm-exp`
+# console script and any import of this module (only `python -m` found it).
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def _hydra_task(cfg: DictConfig) -> int:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
@@ -74,7 +77,10 @@ def main() -> None:
 
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
     try:
-        _hydra_task()
+        try:
+            _hydra_task()
+        except sweep.SweepAborted as aborted:  # the sweep's store failed before any job started
+            raise aborted.error from None
         if _run_error:
             raise _run_error.pop()
     except errors.ConfigError as error:

@@ -18,6 +18,8 @@ from lstm_exp.config import (
     expected_shapes,
     validate_input_settings,
     validate_model,
+    validate_run_settings,
+    validate_tracking,
 )
 from lstm_exp.errors import ConfigError
 from lstm_exp.initializers import initial_weights
@@ -71,6 +73,8 @@ def prepare(cfg: DictConfig) -> Prepared:
         raise ConfigError("seed", cfg.seed, "a non-negative integer")
     spec = validate_model(cfg.model)
     validate_input_settings(cfg.input)
+    validate_run_settings(cfg.run)
+    validate_tracking(cfg.tracking)
     planned = planned_shape(cfg.input)
     if planned:  # refuse before allocating
         _check_memory(cfg, spec, planned, one_step=False)

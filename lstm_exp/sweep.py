@@ -41,6 +41,18 @@ def _job_outcomes(sweep_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/lstm_exp_job.json"))]
 
 
+class SweepAborted(BaseException):
+    """Stops a sweep whose store cannot be prepared (`main` reports `error`).
+
+    A BaseException because Hydra turns a callback's Exception into a warning and then launches every
+    job anyway, each failing on the same unreachable store.
+    """
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
 class SweepParentRun(Callback):
     """Opens the parent run before the first job and closes it with a summary after the last."""
 
@@ -56,13 +68,18 @@ class SweepParentRun(Callback):
         if not config.tracking.enabled or config.dry_run:
             return
         from lstm_exp import tracking
+        from lstm_exp.config import validate_tracking
 
-        # The store and the experiment are prepared once, here, before parallel jobs race for them.
-        self.client, experiment_id = tracking.open_experiment(config.tracking)
         overrides = list(config.hydra.overrides.task)
         tags = {"lstm_exp.sweep": "parent", "lstm_exp.overrides": " ".join(overrides)}
         name = config.tracking.run_name or "sweep " + " ".join(overrides)
-        self.parent = tracking.start_run(self.client, experiment_id, name, tags)
+        try:
+            validate_tracking(config.tracking)
+            # The store and the experiment are prepared once, here, before parallel jobs race for them.
+            self.client, experiment_id = tracking.open_experiment(config.tracking)
+            self.parent = tracking.start_run(self.client, experiment_id, name, tags)
+        except Exception as error:  # noqa: BLE001 - carried past Hydra, which would only warn
+            raise SweepAborted(error) from error
         (sweep_dir / PARENT_FILE).write_text(self.parent)
         _open_parent.append((self.client, self.parent))
 
@@ -77,7 +94,7 @@ class SweepParentRun(Callback):
 
         status = "FAILED" if failed else "FINISHED"
         try:
-            sweep_summary.log_summary(self.client, self.parent)
+            sweep_summary.log_summary(self.client, self.parent, Path(config.hydra.sweep.dir))
         finally:
             _open_parent.clear()
             reason = f"{len(failed)} of {len(outcomes)} jobs failed" if failed else None
