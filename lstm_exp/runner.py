@@ -21,6 +21,7 @@ from lstm_exp.config import (
     validate_run_settings,
     validate_tracking,
 )
+from lstm_exp.engines import build_forward, choose_engine, forward_flops, time_forward
 from lstm_exp.errors import ConfigError
 from lstm_exp.initializers import initial_weights
 from lstm_exp.inputs import InputData, check_lengths, initial_states, load_sequences, planned_shape
@@ -39,6 +40,7 @@ class Prepared:
     data: InputData
     weights: dict[str, np.ndarray]
     expected_shapes: dict[str, tuple[int, ...]]
+    engine: str  # keras | fused, `model.implementation` resolved for this input
 
 
 @dataclass
@@ -88,40 +90,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     else:
         weights = initial_weights(spec, features, cfg.seed)
     shapes = expected_shapes(spec, batch, steps, features, one_step)
-    return Prepared(spec, InputData(x, one_step, lengths, state), weights, shapes)
-
-
-def _forward(prepared: Prepared, engine: str):
-    """Builds the chosen engine and returns a function of no arguments running one forward pass."""
-    spec, data = prepared.spec, prepared.data
-    from lstm_exp.model import KerasStack
-
-    stack = KerasStack(spec, prepared.weights, data.x.shape[-1])
-    return lambda: stack(data.x, data.lengths, data.initial_state)
-
-
-def _time_forward(run_once, repeat: int) -> float:
-    """Median wall time of `repeat` forward passes, in ms, after one warm-up pass."""
-    run_once()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run_once()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(samples))
-
-
-def _forward_flops(spec: ModelSpec, data: InputData) -> float:
-    batch, steps, fan_in = data.x.shape
-    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[spec.cell]
-    flops = 0.0
-    for k, units in enumerate(spec.units):
-        per_direction = fan_in * gates * units + spec.hidden_size(k) * gates * units
-        if spec.proj_size:
-            per_direction += units * spec.proj_size
-        flops += 2 * batch * steps * per_direction * (2 if spec.bidirectional else 1)
-        fan_in = spec.output_size(k)
-    return flops
+    engine = choose_engine(spec, x.shape)
+    return Prepared(spec, InputData(x, one_step, lengths, state), weights, shapes, engine)
 
 
 def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
@@ -143,16 +113,16 @@ def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
     with quiet_native_stderr():
         start = time.perf_counter()
         load_tensorflow(cfg.seed)
-        engine = "keras"
-        run_once = _forward(prepared, engine)
+        engine = prepared.engine
+        run_once = build_forward(engine, spec, prepared.weights, data, cfg.run.repeat)
         timings["build_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
         arrays = {name: np.asarray(value) for name, value in run_once().items()}
         timings["forward_s"] = time.perf_counter() - start
         if cfg.run.repeat > 0:
-            timings["forward_ms"] = _time_forward(run_once, cfg.run.repeat)
-            timings["forward_gflops"] = _forward_flops(spec, data) / (timings["forward_ms"] * 1e6)
+            timings["forward_ms"] = time_forward(run_once, cfg.run.repeat)
+            timings["forward_gflops"] = forward_flops(spec, data.x.shape) / (timings["forward_ms"] * 1e6)
 
     start = time.perf_counter()
     expected = reference_forward(spec, prepared.weights, data.x, data.lengths, data.initial_state)

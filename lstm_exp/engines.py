@@ -1,0 +1,93 @@
+"""The engines that run a stack, which one a run gets, and how a forward pass is timed.
+
+- `keras`: one stock Keras layer per layer and direction (`model.KerasStack`); the TF1-style cell for
+  the LSTM extras. Eager for a single pass, a `tf.function` when passes are timed.
+- `fused`: `fused.FusedLSTMStack`, plain LSTM stacks only: the input projection of every step as one
+  product, only the recurrent product in the loop; a traced graph for a single pass, XLA when timed.
+"""
+
+import time
+
+import numpy as np
+
+from lstm_exp.config import ModelSpec
+from lstm_exp.errors import ConfigError
+
+# B*T*sum(units) from which `auto` takes the fused engine. Measured with scripts/bench_forward.py:
+# below ~1e5 eager stock Keras finishes before the fused graph is even traced (tutorial: 0.03 s vs
+# 0.1 s); from ~1e5 on the fused graph wins from its first call (16x64 [64,64]: 0.14 s vs 0.20 s).
+FUSED_MIN_SIZE = 100_000
+# Timed passes from which XLA's compile time (~0.5 s) is won back by its faster steady state.
+XLA_MIN_REPEAT = 5
+
+
+def fusable(spec: ModelSpec) -> bool:
+    """Whether the fused engine computes this model (plain, unidirectional LSTM stacks)."""
+    return spec.cell == "lstm" and not spec.has_extras and not spec.bidirectional
+
+
+def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
+    """`model.implementation` resolved for an input of shape (B, T, F)."""
+    if spec.implementation == "fused" and not fusable(spec):
+        raise ConfigError("model.implementation", "fused",
+                          "keras or auto unless the model is a plain unidirectional LSTM stack")
+    if spec.implementation != "auto":
+        return spec.implementation
+    batch, steps, _ = shape
+    return "fused" if fusable(spec) and batch * steps * sum(spec.units) >= FUSED_MIN_SIZE else "keras"
+
+
+def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
+    """Builds the engine; returns a function of no arguments that runs one forward pass.
+
+    Args:
+        engine: `keras` or `fused`.
+        spec, weights, data: the validated model, keras-layout weights, the `InputData`.
+        timed: how many passes will be timed (0 = one pass): compiling pays only for many.
+    """
+    import tensorflow as tf
+
+    x = tf.constant(data.x)
+    lengths = None if data.lengths is None else tf.constant(data.lengths)
+    state = {name: tf.constant(value) for name, value in data.initial_state.items()}
+    if engine == "fused":
+        from lstm_exp.fused import FusedLSTMStack
+
+        stack = FusedLSTMStack(spec.units, jit_compile=timed >= XLA_MIN_REPEAT, weights=weights)
+        last = f"layer_{len(spec.units) - 1}/sequence"
+
+        def run_fused():
+            arrays = stack(x, lengths=lengths, initial_state=state, return_gates=True)
+            return {**arrays, "output": arrays[last]}
+
+        return run_fused
+    from lstm_exp.model import KerasStack
+
+    stack = KerasStack(spec, weights, data.x.shape[-1])
+    call = tf.function(stack.__call__) if timed else stack.__call__
+    return lambda: call(x, lengths, state)
+
+
+def time_forward(run_once, repeat: int) -> float:
+    """Median wall time of `repeat` forward passes, in ms, after one warm-up pass."""
+    run_once()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        np.asarray(run_once()["output"])  # wait for the result, as a caller would
+        samples.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(samples))
+
+
+def forward_flops(spec: ModelSpec, shape: tuple[int, int, int]) -> float:
+    """Multiply-add FLOPs of one forward pass (2 per multiply-add, matrix products only)."""
+    batch, steps, fan_in = shape
+    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[spec.cell]
+    flops = 0.0
+    for k, units in enumerate(spec.units):
+        per_direction = fan_in * gates * units + spec.hidden_size(k) * gates * units
+        if spec.proj_size:
+            per_direction += units * spec.proj_size
+        flops += 2 * batch * steps * per_direction * (2 if spec.bidirectional else 1)
+        fan_in = spec.output_size(k)
+    return flops
