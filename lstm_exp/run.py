@@ -93,6 +93,9 @@ def main() -> None:
         sweep.abort_parent()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:  # the launcher's own failure, e.g. a worker killed for memory: exit 1
+        sweep.abort_parent("FAILED", f"{type(error).__name__}: {error}")
+        raise
     sys.exit(sweep.exit_status())
 
 

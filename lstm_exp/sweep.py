@@ -28,13 +28,25 @@ def exit_status() -> int:
     return _exit_status
 
 
-def abort_parent(status: str = "KILLED") -> None:
-    """Ends an open parent run (Ctrl-C during a sweep), so it is not left RUNNING."""
+def abort_parent(status: str = "KILLED", reason: str = "sweep interrupted") -> None:
+    """Ends an open parent run and the children still RUNNING under it, so that none is left RUNNING.
+
+    Called on Ctrl-C and when the launcher itself fails (a worker killed for memory): the jobs of those
+    children were stopped, or died, before they could end their runs.
+    """
+    while _open_parent:
+        _end_with_children(*_open_parent.pop(), status, reason)
+
+
+def _end_with_children(client, run_id: str, status: str, reason: str) -> None:
     from lstm_exp import tracking
 
-    while _open_parent:
-        client, run_id = _open_parent.pop()
-        tracking.end_run(client, run_id, status, "sweep interrupted")
+    experiment_id = tracking.retry_locked(lambda: client.get_run(run_id)).info.experiment_id
+    running = tracking.retry_locked(lambda: client.search_runs(
+        [experiment_id], f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"))
+    for child in running:
+        tracking.end_run(client, child.info.run_id, status, reason)
+    tracking.end_run(client, run_id, status, reason)
 
 
 def _job_outcomes(sweep_dir: Path) -> list[dict]:

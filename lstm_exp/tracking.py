@@ -1,5 +1,7 @@
 """MLflow: the store, the experiment, one run's lifecycle and what it logs. The only mlflow importer."""
 
+import contextlib
+import fcntl
 import logging
 import os
 import platform
@@ -69,7 +71,6 @@ def open_experiment(tracking: DictConfig):
 
     # "Creating initial MLflow database tables..." is MLflow's business, not the report's.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    client = MlflowClient(tracking_uri=uri)
 
     def get_or_create():
         found = client.get_experiment_by_name(tracking.experiment)
@@ -82,7 +83,26 @@ def open_experiment(tracking: DictConfig):
                 raise
             return client.get_experiment_by_name(tracking.experiment).experiment_id
 
-    return client, retry_locked(get_or_create)
+    with _first_use_lock(uri):  # the first request creates and migrates a fresh database
+        client = MlflowClient(tracking_uri=uri)
+        return client, retry_locked(get_or_create)
+
+
+@contextlib.contextmanager
+def _first_use_lock(uri: str):
+    """Serializes opening a SQLite store across the processes of this machine.
+
+    Two processes migrating a fresh database at once both fail and can leave it half-migrated for
+    good. A sweep opens its store before its jobs start; this covers runs started side by side.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri[len("sqlite:///") :] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def flatten(node, prefix: str = "") -> dict[str, str]:

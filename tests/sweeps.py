@@ -5,6 +5,7 @@ CLI, what they leave behind (outcome files, MLflow runs), and a tracking server 
 import json
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def shared_sweep(tmp_path_factory, overrides: tuple[str, ...]) -> Sweep:
     if overrides not in _shared:
         launch = tmp_path_factory.mktemp("sweep")
         assert not (launch / "mlflow.db").exists()
+        start = time.monotonic()
         proc = run_sweep(*overrides, cwd=launch, sweep_dir=launch / "sweep")
+        print(f"sweep {' '.join(overrides)}: exit {proc.returncode} in {time.monotonic() - start:.1f} s")
         _shared[overrides] = Sweep(proc, launch, launch / "sweep")
     return _shared[overrides]
 

@@ -1,0 +1,262 @@
+"""Faults: a tracking server that is not there, or goes away mid-sweep; Ctrl-C during a run; one job
+of a parallel sweep raising; a worker killed. Each ends with a clear exit status, every failure says
+why, and no run is left RUNNING where the process that owns it is still alive to end it.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import error_lines
+from mlflow.tracking import MlflowClient
+from sweeps import (
+    HTTP_TIMEOUT_S,
+    free_port,
+    outcomes,
+    parent_id,
+    run_sweep,
+    start_server,
+    stop_server,
+    sweep_runs,
+)
+
+# Runs main() and, at exit, writes which heavy libraries it imported to $IMPORT_PROBE.
+PROBE = (
+    "import atexit, os, sys\n"
+    "atexit.register(lambda: open(os.environ['IMPORT_PROBE'], 'w').write(' '.join(\n"
+    "    m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules)))\n"
+    "from lstm_exp.run import main\n"
+    "main()\n"
+)
+
+
+def _probe_cli(*args: str, cwd) -> tuple[subprocess.CompletedProcess, float, str]:
+    """The CLI through PROBE: (process, wall seconds, heavy modules it imported)."""
+    probe = cwd / "imported.txt"
+    env = {**os.environ, "IMPORT_PROBE": str(probe)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+    return proc, time.monotonic() - start, probe.read_text()
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+def test_unreachable_server_exits_2_before_any_computation(tmp_path, sweep):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    args = ["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"] if sweep else []
+    proc, seconds, imported = _probe_cli(*args, "model=stacked", "tracking=server",
+                                         f"tracking.uri={uri}", cwd=tmp_path)
+    print(f"unreachable server: exit {proc.returncode} after {seconds:.2f} s")
+    assert proc.returncode == 2 and seconds < 15
+    (line,) = error_lines(proc)
+    assert "tracking.uri" in line and uri in line and "Traceback" not in proc.stderr
+    assert imported == "" and "reference check" not in proc.stdout  # no TensorFlow, no MLflow
+    assert not list(tmp_path.glob("sweep/*/lstm_exp_job.json"))  # no job was launched
+
+
+def test_silent_server_is_given_up_after_timeout_s(tmp_path):
+    # Accepts connections (the kernel's backlog) but never answers a request.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc, seconds, imported = _probe_cli("tracking=server", f"tracking.uri={uri}",
+                                             "tracking.timeout_s=2", cwd=tmp_path)
+    print(f"silent server: exit {proc.returncode} after {seconds:.2f} s")
+    assert proc.returncode == 2 and 2 <= seconds < 10
+    (line,) = error_lines(proc)
+    assert uri in line and "within 2 s" in line
+    assert imported == ""
+
+
+def _statuses(db) -> list[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+        return [status for (status,) in con.execute("SELECT status FROM runs")]
+
+
+def _start_cli(*args: str, cwd, env: dict | None = None) -> subprocess.Popen:
+    """The CLI in the background, in its own process group; output to files (a full pipe would block)."""
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
+    with (cwd / "stdout.txt").open("w") as out, (cwd / "stderr.txt").open("w") as err:
+        return subprocess.Popen([sys.executable, "-m", "lstm_exp.run", *args], cwd=cwd, env=env,
+                                stdout=out, stderr=err, start_new_session=True)
+
+
+def _wait_running(proc: subprocess.Popen, db, count: int, timeout: float = 120) -> None:
+    """Until `count` runs of the store are RUNNING, the process ends or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if _statuses(db).count("RUNNING") == count:
+                return
+        except sqlite3.Error:  # not created yet, or mid-migration
+            pass
+        time.sleep(0.1)
+
+
+def _finish(proc: subprocess.Popen, cwd, timeout: float) -> tuple[str, str]:
+    """Waits for the process, killing its group past `timeout`; returns (stdout, stderr)."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return (cwd / "stdout.txt").read_text(), (cwd / "stderr.txt").read_text()
+
+
+@pytest.mark.parametrize("sweep", [
+    pytest.param([], id="run"),
+    pytest.param(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1"], id="joblib-sweep",
+                 marks=pytest.mark.slow),
+])
+def test_ctrl_c_ends_every_run_killed(tmp_path, sweep):
+    # A large random input keeps the forward pass busy for seconds after the run starts.
+    proc = _start_cli(*sweep, "input=random", "input.batch=16", "input.timesteps=2000",
+                      "input.features=8", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    runs = 3 if sweep else 1  # a sweep's parent and its two jobs
+    try:
+        _wait_running(proc, tmp_path / "mlflow.db", runs)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
+        sent = time.monotonic()
+    finally:
+        _, stderr = _finish(proc, tmp_path, timeout=60)
+    print(f"Ctrl-C: exit {proc.returncode} {time.monotonic() - sent:.1f} s after SIGINT")
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert _statuses(tmp_path / "mlflow.db") == ["KILLED"] * runs
+    if not sweep:
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        (run,) = client.search_runs([client.get_experiment_by_name("lstm_exp").experiment_id])
+        assert run.data.tags["lstm_exp.error"] == "interrupted (Ctrl-C)"
+
+
+@pytest.mark.slow
+def test_one_failing_job_of_a_parallel_sweep_fails_alone(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+                     "run.inject_fault=null,forward", cwd=tmp_path, sweep_dir=sweep_dir)
+    assert proc.returncode == 1, proc.stderr
+    jobs = outcomes(sweep_dir)
+    failed = {n for n, o in jobs.items() if o["exit_status"]}
+    assert len(jobs) == 4 and len(failed) == 2
+    assert all("fault injected" in jobs[n]["error"] for n in failed)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent, children = sweep_runs(client, parent_id(sweep_dir))
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["lstm_exp.error"] == "2 of 4 jobs failed"
+    by_status = {}
+    for child in children:
+        by_status.setdefault(child.info.status, []).append(child)
+    assert {s: len(r) for s, r in by_status.items()} == {"FINISHED": 2, "FAILED": 2}
+    assert all("run.inject_fault=forward" in r.data.tags["lstm_exp.overrides"] for r in by_status["FAILED"])
+    assert all("fault injected" in r.data.tags["lstm_exp.error"] for r in by_status["FAILED"])
+
+
+def _loky_workers(parent: int) -> list[int]:
+    """The joblib (loky) worker processes started by process `parent`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"LokyProcess" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_no_run_running(tmp_path):
+    # What the OS does to a job that takes too much memory: SIGKILL, mid-run.
+    proc = _start_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "input=random",
+                      "input.batch=16", "input.timesteps=3000", "input.features=8",
+                      f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    try:
+        _wait_running(proc, tmp_path / "mlflow.db", 3, timeout=180)  # the parent and both jobs
+        workers = _loky_workers(proc.pid)
+        assert proc.poll() is None and workers, "the jobs ended before a worker could be killed"
+        os.kill(workers[0], signal.SIGKILL)
+    finally:
+        _, stderr = _finish(proc, tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert "TerminatedWorkerError" in stderr
+    assert "RUNNING" not in _statuses(tmp_path / "mlflow.db")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent, children = sweep_runs(client, parent_id(tmp_path / "s"))
+    assert parent.info.status == "FAILED" and "TerminatedWorkerError" in parent.data.tags["lstm_exp.error"]
+    assert len(children) == 2
+
+
+def _children(url: str) -> list[dict]:
+    """Every child run on the server, over REST."""
+    exp = requests.get(f"{url}/api/2.0/mlflow/experiments/get-by-name",
+                       params={"experiment_name": "lstm_exp"}, timeout=HTTP_TIMEOUT_S)
+    if exp.status_code != 200:
+        return []
+    found = requests.post(f"{url}/api/2.0/mlflow/runs/search", timeout=HTTP_TIMEOUT_S, json={
+        "experiment_ids": [exp.json()["experiment"]["experiment_id"]], "max_results": 100,
+        "filter": "tags.mlflow.parentRunId != ''"}).json()
+    return found.get("runs", [])
+
+
+def _finished(url: str) -> int:
+    return sum(r["info"]["status"] == "FINISHED" for r in _children(url))
+
+
+@pytest.mark.slow
+def test_server_lost_mid_sweep_then_resume_completes_it(tmp_path):
+    port, state = free_port(), tmp_path / "server"
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    seeds = "seed=0,1,2,3"
+    try:
+        url = start_server(backend, port, state)
+        sweep = _start_cli("-m", seeds, "tracking=server", f"tracking.uri={url}",
+                           f"hydra.sweep.dir={tmp_path / 'first'}", cwd=tmp_path,
+                           # MLflow's retries would only slow the failing jobs down.
+                           env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+        try:
+            deadline = time.monotonic() + 180
+            while _finished(url) < 2 and sweep.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            # Freeze the sweep while its server goes away, so that jobs remain to fail.
+            os.killpg(sweep.pid, signal.SIGSTOP)
+            stop_server(port, state)
+            os.killpg(sweep.pid, signal.SIGCONT)
+        finally:
+            stdout, stderr = _finish(sweep, tmp_path, timeout=180)
+        assert sweep.returncode == 1, stderr
+        first = outcomes(tmp_path / "first")
+        failed = {n: o for n, o in first.items() if o["exit_status"]}
+        done_before = len(first) - len(failed)
+        print(f"server stopped after {done_before} of 4 jobs")
+        assert len(first) == 4 and 2 <= done_before < 4
+        for n, outcome in failed.items():  # each says why, in one line, in its file and on the console
+            assert outcome["exit_status"] == 1 and "\n" not in outcome["error"]
+            assert "127.0.0.1" in outcome["error"] and f"job {n} failed: {outcome['error']}" in stdout
+
+        # Back on the same backend: the finished jobs are still there; resume runs only the rest.
+        url = start_server(backend, port, state)
+        assert _finished(url) == done_before
+        proc = run_sweep(seeds, "tracking=server", f"tracking.uri={url}", "resume=true",
+                         cwd=tmp_path, sweep_dir=tmp_path / "resumed")
+        assert proc.returncode == 0, proc.stderr
+        resumed = outcomes(tmp_path / "resumed")
+        assert sum(o["skipped"] for o in resumed.values()) == done_before
+        assert sum(o["exit_status"] == 0 and not o["skipped"] for o in resumed.values()) == len(failed)
+        finished = [r for r in _children(url) if r["info"]["status"] == "FINISHED"]
+        seeds_done = {p["value"] for r in finished for p in r["data"]["params"] if p["key"] == "seed"}
+        assert len(finished) == 4 and seeds_done == {"0", "1", "2", "3"}
+    finally:
+        stop_server(port, state)
