@@ -6,8 +6,6 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_exp import plots
-
 
 def carried_states(sequence: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
     """h_t per step with a row's state held after its end (outputs there are zero). (B, T, H)."""
@@ -44,17 +42,44 @@ def shapes_document(result) -> dict:
     }
 
 
-def write_run_directory(
-    out: Path, cfg: DictConfig, result, summary: str, per_step: dict[str, list[float]]
-) -> Path:
-    """Writes config.yaml, states.npz, weights.npz, shapes.json, summary.txt and plots/*.png."""
+def run_metrics(result, lengths) -> list[tuple[str, float, int]]:
+    """Every metric of a run as (name, value, step): per-step norms, then the scalars.
+
+    Final norms sit on the last step, so they are their series' latest value; the rest on step 0.
+    """
+    final, per_step = state_metrics(result.arrays, len(result.spec.units), lengths)
+    metrics = [(name, value, t) for name, series in per_step.items() for t, value in enumerate(series)]
+    last_step = len(next(iter(per_step.values()))) - 1
+    scalars = {n: v for n, v in final.items() if n not in per_step}
+    scalars["reference_max_abs_err"] = result.reference_max_abs_err
+    scalars.update(result.timings)
+    metrics += [(n, float(v), last_step if n.endswith("_norm") else 0) for n, v in scalars.items()]
+    return metrics
+
+
+def write_run_directory(out: Path, cfg: DictConfig, result, summary: str) -> Path:
+    """Writes config.yaml, states.npz, weights.npz, shapes.json and summary.txt (plots: `draw_plots`)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     np.savez(out / "states.npz", **result.arrays)
     np.savez(out / "weights.npz", **result.weights)
     (out / "shapes.json").write_text(json.dumps(shapes_document(result), indent=2))
     (out / "summary.txt").write_text(summary)
-    plots.layer_h_heatmaps(result.arrays, len(result.spec.units), out / "plots")
-    plots.gate_heatmaps(result.arrays, out / "plots")
-    plots.norms_over_time(per_step, out / "plots")
     return out
+
+
+def draw_plots(folder: Path, metrics: list) -> None:
+    """Draws plots/*.png from the folder's states.npz and the run's per-step norms."""
+    from lstm_exp import plots
+
+    with np.load(folder / "states.npz") as archive:
+        arrays = {name: archive[name] for name in archive.keys()}
+    layers = sum(name.endswith("/sequence") for name in arrays)
+    by_step: dict[str, dict[int, float]] = {}
+    for name, value, step in metrics:
+        if name.endswith(".h_norm"):
+            by_step.setdefault(name, {})[step] = value
+    per_step = {name: [values[t] for t in sorted(values)] for name, values in by_step.items()}
+    plots.layer_h_heatmaps(arrays, layers, folder / "plots")
+    plots.gate_heatmaps(arrays, folder / "plots")
+    plots.norms_over_time(per_step, folder / "plots")

@@ -9,11 +9,12 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.errors import ConfigError
 from lstm_exp.report import format_report, format_shapes
@@ -44,18 +45,6 @@ def run_name(cfg: DictConfig, overrides: list[str]) -> str:
     # resume=true must not rename a re-run job: its name stays the one its first run had.
     rest = [o for o in overrides if not o.startswith(("model=", "tracking", "hydra", "resume="))]
     return " ".join([cfg.model.name, *rest])
-
-
-def _finished_twin(client, experiment_id: str, tags: dict[str, str]) -> str | None:
-    """A FINISHED run computed from the same config by the same code, if the store has one."""
-    query = " and ".join(
-        f"tags.`{k}` = '{tags[k]}'" for k in ("lstm_exp.config_hash", "lstm_exp.code_version")
-    )
-    from lstm_exp.tracking import retry_locked
-
-    found = retry_locked(lambda: client.search_runs(
-        [experiment_id], query + " and attributes.status = 'FINISHED'", max_results=1))
-    return found[0].info.run_id if found else None
 
 
 @contextlib.contextmanager
@@ -91,6 +80,14 @@ def _interrupts_kept():
         raise KeyboardInterrupt
 
 
+def _end_opening_run(record, status: str, reason: str) -> None:
+    """Ends the run whose opening was interrupted, once the recorder has said which run it is."""
+    if record.pending:
+        opened = record.receive()
+        if not opened["skipped"]:
+            record.request("end", uri=opened["uri"], run_id=opened["run_id"], status=status, reason=reason)
+
+
 def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = None) -> JobOutcome:
     """Validates, computes, records and reports one configuration.
 
@@ -108,40 +105,52 @@ def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = N
         result = execute(cfg, prepared)
         return JobOutcome(0, format_report(cfg, result))
 
-    from lstm_exp import tracking
+    from lstm_exp import artifacts, tracking
+    from lstm_exp.recorder import recorder
+    from lstm_exp.tf_runtime import load_tensorflow, quiet_native_stderr
 
+    tags = tracking.run_tags(cfg, overrides)
     try:
-        client, experiment_id = tracking.open_experiment(cfg.tracking)
+        tracking.check_reachable(tracking.store_uri(cfg.tracking), cfg.tracking.timeout_s)
+        record = recorder()
+        record.send("open", tracking=OmegaConf.to_container(cfg.tracking), tags=tags,
+                    name=run_name(cfg, overrides), parent=parent_run_id, resume=bool(cfg.resume))
+        try:
+            with quiet_native_stderr():
+                load_tensorflow(cfg.seed)  # meanwhile the recorder opens the store, on the other core
+            opened = record.receive()  # nothing is computed before the store has answered
+        except KeyboardInterrupt:
+            _end_opening_run(record, "KILLED", "interrupted (Ctrl-C)")
+            raise
     except ConfigError as error:
         if parent_run_id is None:
             raise
         # The sweep's start reached this store: losing it since is this job's failure, not bad input.
         raise ConnectionError(f"lost the tracking store since the sweep started: {error}") from None
-    tags = tracking.run_tags(cfg, overrides)
-    if cfg.resume and (twin := _finished_twin(client, experiment_id, tags)):
-        return JobOutcome(0, f"skipped: this config is already recorded as run {twin}",
-                          twin, skipped=True)
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    run_id = tracking.start_run(client, experiment_id, run_name(cfg, overrides), tags)
+    if opened["skipped"]:
+        return JobOutcome(0, f"skipped: this config is already recorded as run {opened['run_id']}",
+                          opened["run_id"], skipped=True)
+    run = {"uri": opened["uri"], "run_id": opened["run_id"]}
     try:
         with _interrupts_kept():
             result = execute(cfg, prepared)
             report = format_report(cfg, result)
-            tracking.log_result(client, run_id, cfg, result, report, prepared.data.lengths)
+            with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
+                folder = artifacts.write_run_directory(Path(tmp), cfg, result, report)
+                metrics = artifacts.run_metrics(result, prepared.data.lengths)
+                params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+                record.request("log", **run, folder=str(folder), metrics=metrics, params=params)
     except KeyboardInterrupt:
-        tracking.end_run(client, run_id, "KILLED", "interrupted (Ctrl-C)")
+        record.request("end", **run, status="KILLED", reason="interrupted (Ctrl-C)")
         raise
     except BaseException as error:
-        tracking.end_run(client, run_id, "FAILED", f"{type(error).__name__}: {error}")
+        record.request("end", **run, status="FAILED", reason=f"{type(error).__name__}: {error}")
         raise
-    tracking.end_run(client, run_id, "FINISHED")
-    uri = tracking.store_uri(cfg.tracking)
     report += (
-        f"\nMLflow run {run_id} in experiment '{cfg.tracking.experiment}' ({uri})"
-        f"\nbrowse it: {tracking.ui_command(uri)}"
+        f"\nMLflow run {run['run_id']} in experiment '{cfg.tracking.experiment}' ({run['uri']})"
+        f"\nbrowse it: {tracking.ui_command(run['uri'])}"
     )
-    return JobOutcome(0, report, run_id)
+    return JobOutcome(0, report, run["run_id"])
 
 
 def failure_outcome(error: BaseException) -> JobOutcome:

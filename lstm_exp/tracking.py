@@ -5,16 +5,15 @@ import fcntl
 import logging
 import os
 import platform
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from lstm_exp import artifacts, identity
+from lstm_exp import identity
 from lstm_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -148,39 +147,37 @@ def end_run(client, run_id: str, status: str, reason: str | None = None) -> None
     retry_locked(lambda: client.set_terminated(run_id, status))
 
 
-def log_result(client, run_id: str, cfg: DictConfig, result, summary: str, lengths) -> None:
-    """Logs params, metrics (final and per step) and every artifact of one run, in few requests."""
+def finished_twin(client, experiment_id: str, tags: dict[str, str]) -> str | None:
+    """A FINISHED run computed from the same config by the same code, if the store has one."""
+    query = " and ".join(f"tags.`{k}` = '{tags[k]}'" for k in (TAG_PREFIX + "config_hash",
+                                                               TAG_PREFIX + "code_version"))
+    found = retry_locked(lambda: client.search_runs(
+        [experiment_id], query + " and attributes.status = 'FINISHED'", max_results=1))
+    return found[0].info.run_id if found else None
+
+
+def log_run_directory(client, run_id: str, folder: Path, metrics: list, params: dict[str, str]) -> None:
+    """Logs a run's metrics and params in batches, its folder as artifacts, and its input as a dataset."""
+    import numpy as np
     from mlflow.entities import Metric, Param
 
     now = int(time.time() * 1000)
-    final, per_step = artifacts.state_metrics(result.arrays, len(result.spec.units), lengths)
-    metrics = [
-        Metric(name, value, now, step)
-        for name, series in per_step.items()
-        for step, value in enumerate(series)
-    ]
-    last_step = len(next(iter(per_step.values()))) - 1
-    scalars = {n: v for n, v in final.items() if n not in per_step}
-    scalars["reference_max_abs_err"] = result.reference_max_abs_err
-    scalars.update(result.timings)
-    metrics += [Metric(name, float(value), now, last_step if name.endswith("_norm") else 0)
-                for name, value in scalars.items()]
-    params = [Param(k, v) for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()]
-    for start in range(0, max(len(metrics), len(params)), 100):  # MLflow's batch limits
+    metric_list = [Metric(name, float(value), now, int(step)) for name, value, step in metrics]
+    param_list = [Param(key, value) for key, value in params.items()]
+    for start in range(0, max(len(metric_list), len(param_list)), 100):  # MLflow's batch limits
         retry_locked(lambda s=start: client.log_batch(
-            run_id, metrics=metrics[s : s + 100], params=params[s : s + 100]))
-    with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
-        folder = artifacts.write_run_directory(Path(tmp), cfg, result, summary, per_step)
-        retry_locked(lambda: client.log_artifacts(run_id, str(folder)))
-    log_dataset(client, run_id, result)
+            run_id, metrics=metric_list[s : s + 100], params=param_list[s : s + 100]))
+    retry_locked(lambda: client.log_artifacts(run_id, str(folder)))
+    with np.load(folder / "states.npz") as archive:
+        log_dataset(client, run_id, archive["input"])
 
 
-def log_dataset(client, run_id: str, result) -> None:
+def log_dataset(client, run_id: str, inputs) -> None:
     """Registers the input as an MLflow dataset, so the UI lists it per run."""
     import mlflow.data
     from mlflow.entities import DatasetInput, InputTag
 
-    dataset = mlflow.data.from_numpy(result.arrays["input"], name="input")._to_mlflow_entity()
+    dataset = mlflow.data.from_numpy(inputs, name="input")._to_mlflow_entity()
     tag = InputTag(key="mlflow.data.context", value="input")
     retry_locked(lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [tag])]))
 
