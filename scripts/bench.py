@@ -44,7 +44,14 @@ def matmul_peak_gflops(size: int, rounds: int) -> float:
 
 
 def forward(smoke: bool) -> dict:
-    import bench_forward
+    from lstm_exp.tf_runtime import quiet_native_stderr
+
+    with quiet_native_stderr():
+        import bench_forward
+        import tensorflow as tf
+
+    # Each contender is traced once per shape on purpose; TensorFlow's retracing notice is noise here.
+    tf.get_logger().setLevel("ERROR")
 
     sizes = {"stack": (4, 16, 8, [16, 16])} if smoke else FORWARD_SIZES
     rounds = 5 if smoke else 30

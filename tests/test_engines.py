@@ -1,0 +1,44 @@
+"""Engine choice: `auto` picks a valid engine for the size; fused and stock Keras agree through the app."""
+
+import numpy as np
+import pytest
+from conftest import compose
+
+import lstm_exp
+from lstm_exp.config import ModelSpec
+from lstm_exp.engines import FUSED_MIN_SIZE, choose_engine
+from lstm_exp.errors import ConfigError
+
+AGREEMENT = 1e-5  # float32, two engines on the same weights
+
+
+def test_auto_keeps_small_inputs_on_eager_keras_and_large_ones_on_fused():
+    spec = ModelSpec("lstm", (4, 5))
+    assert choose_engine(spec, (2, 3, 6)) == "keras"  # the tutorial: compiling cannot pay off
+    assert choose_engine(spec, (FUSED_MIN_SIZE // 9 + 1, 1, 6)) == "fused"
+    for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True),
+                        ModelSpec("lstm", (4,), peepholes=True)):
+        assert choose_engine(unsupported, (10_000, 100, 6)) == "keras"
+
+
+def test_fused_is_refused_for_models_it_does_not_compute():
+    with pytest.raises(ConfigError, match="model.implementation"):
+        choose_engine(ModelSpec("lstm", (4,), bidirectional=True, implementation="fused"), (2, 3, 6))
+
+
+@pytest.mark.parametrize("extra", [
+    (),
+    ("input.lengths=[3,1,2]", "input.initial_state=random"),
+    ("run.repeat=5",),  # timed: XLA-compiled fused, tf.function stock Keras
+])
+def test_fused_equals_stock_keras_through_the_app(extra):
+    base = ("model=stacked", "input=random", "input.batch=3", "model.units=[6,5,4]", "seed=5", *extra)
+    fused = lstm_exp.execute(compose(*base, "model.implementation=fused"))
+    stock = lstm_exp.execute(compose(*base, "model.implementation=keras"))
+    assert (fused.engine, stock.engine) == ("fused", "keras")
+    assert fused.arrays.keys() == stock.arrays.keys()
+    for name in stock.arrays:
+        np.testing.assert_allclose(fused.arrays[name], stock.arrays[name], rtol=0, atol=AGREEMENT)
+    assert fused.reference_max_abs_err <= 1e-6
+    if "run.repeat=5" in extra:
+        assert fused.timings["forward_ms"] > 0 and fused.timings["forward_gflops"] > 0
