@@ -88,6 +88,16 @@ def _end_opening_run(record, status: str, reason: str) -> None:
             record.request("end", uri=opened["uri"], run_id=opened["run_id"], status=status, reason=reason)
 
 
+def _end_run(record, run: dict, status: str, reason: str) -> None:
+    """Ends a run that did not finish; if the store cannot take that either, the first error stands."""
+    from lstm_exp.recorder import RecorderError
+
+    try:
+        record.request("end", **run, status=status, reason=reason)
+    except (RecorderError, ConfigError) as error:
+        log.error("could not end run %s as %s: %s", run["run_id"], status, error)
+
+
 def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = None) -> JobOutcome:
     """Validates, computes, records and reports one configuration.
 
@@ -141,10 +151,10 @@ def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = N
                 params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
                 record.request("log", **run, folder=str(folder), metrics=metrics, params=params)
     except KeyboardInterrupt:
-        record.request("end", **run, status="KILLED", reason="interrupted (Ctrl-C)")
+        _end_run(record, run, "KILLED", "interrupted (Ctrl-C)")
         raise
     except BaseException as error:
-        record.request("end", **run, status="FAILED", reason=f"{type(error).__name__}: {error}")
+        _end_run(record, run, "FAILED", f"{type(error).__name__}: {error}")
         raise
     report += (
         f"\nMLflow run {run['run_id']} in experiment '{cfg.tracking.experiment}' ({run['uri']})"
