@@ -158,7 +158,7 @@ def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = N
         raise
     report += (
         f"\nMLflow run {run['run_id']} in experiment '{cfg.tracking.experiment}' ({run['uri']})"
-        f"\nbrowse it: {tracking.ui_command(run['uri'])}"
+        f"\nbrowse it: {tracking.ui_command(run['uri'], opened['experiment_id'], run['run_id'])}"
     )
     return JobOutcome(0, report, run["run_id"])
 

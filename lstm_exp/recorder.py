@@ -8,7 +8,7 @@ The job talks to it in JSON lines over a pipe (`Recorder.send` / `receive`); eve
 answered. The recorder ignores Ctrl-C (the job decides how a run ends) and, should the job's process
 vanish, ends every run it still holds FAILED: no run is left RUNNING.
 
-    open  {tracking, tags, name, parent, resume} -> {run_id, skipped}
+    open  {tracking, tags, name, parent, resume} -> {run_id, skipped, uri, experiment_id}
     log   {uri, run_id, folder, metrics, params} -> {}     (draws plots/, logs, ends the run FINISHED)
     end   {uri, run_id, status, reason}          -> {}
 """
@@ -116,13 +116,13 @@ def _serve() -> None:
             uri = tracking.store_uri(tracking_cfg)
             clients[uri] = client
             if message["resume"] and (twin := tracking.finished_twin(client, experiment_id, message["tags"])):
-                return {"run_id": twin, "skipped": True, "uri": uri}
+                return {"run_id": twin, "skipped": True, "uri": uri, "experiment_id": experiment_id}
             tags = dict(message["tags"])
             if message["parent"]:
                 tags["mlflow.parentRunId"] = message["parent"]
             run_id = tracking.start_run(client, experiment_id, message["name"], tags)
             open_runs[run_id] = uri
-            return {"run_id": run_id, "skipped": False, "uri": uri}
+            return {"run_id": run_id, "skipped": False, "uri": uri, "experiment_id": experiment_id}
         client = clients[message["uri"]]
         if message["cmd"] == "log":
             folder = Path(message["folder"])

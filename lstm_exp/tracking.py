@@ -5,6 +5,7 @@ import fcntl
 import logging
 import os
 import platform
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -182,8 +183,11 @@ def log_dataset(client, run_id: str, inputs) -> None:
     retry_locked(lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [tag])]))
 
 
-def ui_command(uri: str) -> str:
-    """The one command that opens the MLflow UI on this store."""
+def ui_command(uri: str, experiment_id: str, run_id: str) -> str:
+    """The one command that opens the MLflow UI on this store, and where the run is shown in it."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
     if uri.startswith("sqlite:///"):
-        return f"mlflow ui --backend-store-uri {uri}"
-    return f"open {uri}"
+        mlflow = Path(sys.executable).with_name("mlflow")  # the .venv's, wherever this is launched
+        command = f"{mlflow if mlflow.exists() else 'mlflow'} ui --backend-store-uri {uri}"
+        return f"{command}   then open http://127.0.0.1:5000/{page}"
+    return f"open {uri.rstrip('/')}/{page}"
