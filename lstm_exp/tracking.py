@@ -34,13 +34,13 @@ def _artifact_location(uri: str) -> str | None:
     return None  # a server decides (it serves artifacts)
 
 
-def retry_locked(action: Callable, attempts: int = 8):
-    """Runs `action`, retrying SQLite's transient "database is locked" with exponential backoff."""
+def retry_locked(action: Callable, attempts: int = 8, transient: tuple[str, ...] = ("database is locked",)):
+    """Runs `action`, retrying transient store errors (SQLite's "database is locked") with backoff."""
     for attempt in range(attempts):
         try:
             return action()
         except Exception as error:  # mlflow wraps sqlalchemy's OperationalError in several ways
-            if "database is locked" not in str(error) or attempt == attempts - 1:
+            if not any(text in str(error) for text in transient) or attempt == attempts - 1:
                 raise
             time.sleep(0.05 * 2**attempt)
 
@@ -180,7 +180,10 @@ def log_dataset(client, run_id: str, inputs) -> None:
 
     dataset = mlflow.data.from_numpy(inputs, name="input")._to_mlflow_entity()
     tag = InputTag(key="mlflow.data.context", value="input")
-    retry_locked(lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [tag])]))
+    # Parallel jobs with the same input race to create one dataset row: the loser gets a unique-key
+    # violation, and its retry finds the row and links it.
+    retry_locked(lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [tag])]),
+                 transient=("database is locked", "duplicate key", "UNIQUE constraint failed"))
 
 
 def ui_command(uri: str, experiment_id: str, run_id: str) -> str:
