@@ -12,6 +12,7 @@ import numpy as np
 
 from lstm_exp.config import ModelSpec
 from lstm_exp.errors import ConfigError
+from lstm_exp.initializers import GATE_COUNT
 
 # B*T*sum(units) from which `auto` takes the fused engine. Measured with scripts/bench_forward.py:
 # below ~1e5 eager stock Keras finishes before the fused graph is even traced (tutorial: 0.03 s vs
@@ -82,7 +83,7 @@ def time_forward(run_once, repeat: int) -> float:
 def forward_flops(spec: ModelSpec, shape: tuple[int, int, int]) -> float:
     """Multiply-add FLOPs of one forward pass (2 per multiply-add, matrix products only)."""
     batch, steps, fan_in = shape
-    gates = {"lstm": 4, "gru": 3, "simple_rnn": 1}[spec.cell]
+    gates = GATE_COUNT[spec.cell]
     flops = 0.0
     for k, units in enumerate(spec.units):
         per_direction = fan_in * gates * units + spec.hidden_size(k) * gates * units
