@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from lstm_exp.errors import ConfigError
+from lstm_exp.tracking import open_store
 
 MAX_RUNS = 1000  # rows listed; a store with more wants a --filter
 _LITERAL = re.compile(r"""('[^']*'|"[^"]*"|`[^`]*`)""")  # quoted strings and quoted names
@@ -37,20 +37,6 @@ def quote_dotted_names(text: str) -> str:
     for i in range(0, len(parts), 2):
         parts[i] = _DOTTED.sub(lambda m: f"{m[1]}.`{m[2]}`" if "." in m[2] else m[0], parts[i])
     return "".join(parts)
-
-
-def connect(uri: str | None):
-    """(MlflowClient, uri) on `uri`, default the launch directory's store; refuses a missing store."""
-    from mlflow.tracking import MlflowClient
-
-    from lstm_exp.tracking import check_reachable, store_uri
-
-    uri = store_uri(OmegaConf.create({"uri": uri}))
-    # MlflowClient would create an empty SQLite store rather than say there is none.
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        raise ConfigError("--tracking-uri", uri, "an existing MLflow store (no such SQLite file)")
-    check_reachable(uri, timeout_s=15)
-    return MlflowClient(tracking_uri=uri), uri
 
 
 def find_run(client, ref: str, key: str = "RUN"):
@@ -224,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(args.runs) not in (0, 2):
         parser.error(f"give two runs to compare, or none to list runs (got {len(args.runs)})")
     try:
-        client, _ = connect(args.tracking_uri)
+        client, _ = open_store(args.tracking_uri)
         if args.runs:
             runs = [find_run(client, ref) for ref in args.runs]
             print(compare_two(client, *runs))

@@ -15,8 +15,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lstm_exp.compare import connect, difference, download, find_run, read_arrays
+from lstm_exp.compare import difference, download, find_run, read_arrays
 from lstm_exp.errors import ConfigError
+from lstm_exp.tracking import open_store
 
 
 def rebuild_config(config_path: Path, weights_path: Path, run_id: str = "") -> DictConfig:
@@ -55,7 +56,7 @@ def rerun(run_ref: str, tracking_uri: str | None) -> tuple[str, list[tuple[str, 
     """
     from lstm_exp.runner import execute
 
-    client, _ = connect(tracking_uri)
+    client, _ = open_store(tracking_uri)
     run_id = find_run(client, run_ref, key="RUN_ID").info.run_id
     with tempfile.TemporaryDirectory(prefix="lstm_exp_rerun_") as tmp:
         config_path = download(client, run_id, "config.yaml", tmp)

@@ -105,6 +105,22 @@ def _first_use_lock(uri: str):
         yield
 
 
+def open_store(uri: str | None):
+    """(MlflowClient, uri) on an existing store, default the launch directory's; for reading runs.
+
+    Raises:
+        ConfigError: a SQLite file that does not exist (MlflowClient would create an empty store
+            rather than say there is none), or a server that does not answer.
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise ConfigError("--tracking-uri", uri, "an existing MLflow store (no such SQLite file)")
+    check_reachable(uri, timeout_s=15)
+    return MlflowClient(tracking_uri=uri), uri
+
+
 def flatten(node, prefix: str = "") -> dict[str, str]:
     """The resolved config as dotted keys, the form MLflow params take."""
     flat = {}

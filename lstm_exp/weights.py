@@ -181,14 +181,12 @@ def export_run(
     `forget_bias` (tf1 only) defaults to the run's own `model.weights.forget_bias`, so exporting a
     run that imported tf1 weights gives back the file it read.
     """
-    # Lazy: tracking.py is the module that talks to MLflow; this CLI only downloads two artifacts.
+    # Lazy: only this CLI needs MLflow, to download two artifacts.
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        raise ConfigError("--tracking-uri", uri, "an existing MLflow store (no such SQLite file)")
-    client = MlflowClient(tracking_uri=uri)
+    from lstm_exp.tracking import open_store
+
+    client, uri = open_store(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="lstm_exp_export_") as tmp:
         try:
             client.get_run(run_id)
