@@ -2,7 +2,7 @@
 
 Notebook API:
     >>> import lstm_exp
-    >>> cfg = lstm_exp.compose("model=stacked", "tracking.enabled=false")
+    >>> cfg = lstm_exp.config.compose("model=stacked", "tracking.enabled=false")
     >>> lstm_exp.execute(cfg).arrays["output"].shape
     (2, 3, 5)
 """
@@ -13,13 +13,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
-from lstm_exp.compose import compose  # noqa: E402
+from lstm_exp.config.compose import compose  # noqa: E402
 from lstm_exp.errors import ConfigError  # noqa: E402
 
 
 def execute(cfg):
-    """Runs a composed config and returns its `Result` (see `lstm_exp.runner.execute`)."""
-    from lstm_exp.runner import execute as run
+    """Runs a composed config and returns its `Result` (see `lstm_exp.compute.runner.execute`)."""
+    from lstm_exp.compute.runner import execute as run
 
     return run(cfg)
 

@@ -44,7 +44,7 @@ def matmul_peak_gflops(size: int, rounds: int) -> float:
 
 
 def forward(smoke: bool) -> dict:
-    from lstm_exp.tf_runtime import quiet_native_stderr
+    from lstm_exp.compute.tf_runtime import quiet_native_stderr
 
     with quiet_native_stderr():
         import bench_forward

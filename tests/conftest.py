@@ -15,7 +15,7 @@ CLI_TIMEOUT = 300  # s: one CLI run, TensorFlow import included, on a busy 2-cor
 
 def compose(*overrides: str):
     """The real config (conf/), with tracking off unless a test turns it on."""
-    return lstm_exp.compose("tracking.enabled=false", *overrides)
+    return lstm_exp.config.compose("tracking.enabled=false", *overrides)
 
 
 @pytest.fixture

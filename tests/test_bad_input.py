@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import CLI_TIMEOUT
 
-from lstm_exp import run
+from lstm_exp.cli import run
 
 PEAK_RSS_MB = 400  # the CLI failing early needs ~100 MB; the refused config would need ~1.3 GB
 BIG = "input=random input.batch=64 input.timesteps=20000 input.features=64 run.max_memory_gb=0.5"

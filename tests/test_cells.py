@@ -8,10 +8,10 @@ import pytest
 from conftest import run_cli
 
 import lstm_exp
-from lstm_exp.cells import TF1LSTMCell
-from lstm_exp.config import GATES, ModelSpec
-from lstm_exp.initializers import initial_weights
-from lstm_exp.reference import reference_forward
+from lstm_exp.compute.cells import TF1LSTMCell
+from lstm_exp.compute.initializers import initial_weights
+from lstm_exp.compute.reference import reference_forward
+from lstm_exp.config.validate import GATES, ModelSpec
 
 X = np.random.default_rng(0).standard_normal((2, 5, 6)).astype(np.float32)  # (B, T, F)
 EXTRAS = ModelSpec("lstm", (4,), peepholes=True, cell_clip=0.4, proj_size=3, proj_clip=0.2)
@@ -104,7 +104,7 @@ def test_cell_rejects_bad_arguments():
 
 
 def test_extras_through_the_config_api():
-    cfg = lstm_exp.compose(
+    cfg = lstm_exp.config.compose(
         "model=stacked", "model.bidirectional=true", "model.peepholes=true", "model.cell_clip=0.5",
         "model.proj_size=3", "input.lengths=[3,2]", "input.initial_state=random",
         "tracking.enabled=false",

@@ -4,7 +4,7 @@ import pytest
 from conftest import error_lines, run_cli
 from mlflow.tracking import MlflowClient
 
-from lstm_exp import compare
+from lstm_exp.record import runs as compare
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import REPO, compose
 
-from lstm_exp.config import ModelSpec, expected_shapes, validate_model
-from lstm_exp.runner import prepare
+from lstm_exp.compute.runner import prepare
+from lstm_exp.config.validate import ModelSpec, expected_shapes, validate_model
 
 GROUPS = {
     group.name: sorted(p.stem for p in group.glob("*.yaml"))

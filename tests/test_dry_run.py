@@ -8,9 +8,9 @@ import pytest
 from conftest import CLI_TIMEOUT, REPO, compose, run_cli
 from omegaconf import OmegaConf
 
+from lstm_exp.cli.job import run_job
+from lstm_exp.compute.runner import execute
 from lstm_exp.errors import ConfigError
-from lstm_exp.job import run_job
-from lstm_exp.runner import execute
 
 MODELS = sorted(path.stem for path in (REPO / "conf" / "model").glob("*.yaml"))
 VARIANTS = [
@@ -43,7 +43,7 @@ def test_dry_run_shapes_are_the_real_shapes(overrides):
 DRY_RUN_IN_PROCESS = """
 import sys
 sys.argv = ["lstm-exp", "model=stacked", "model.bidirectional=true", "dry_run=true"]
-from lstm_exp.run import main
+from lstm_exp.cli.run import main
 try:
     main()
 except SystemExit as done:

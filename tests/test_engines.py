@@ -5,8 +5,8 @@ import pytest
 from conftest import compose
 
 import lstm_exp
-from lstm_exp.config import ModelSpec
-from lstm_exp.engines import FUSED_MIN_SIZE, choose_engine
+from lstm_exp.compute.engines import FUSED_MIN_SIZE, choose_engine
+from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
 
 AGREEMENT = 1e-5  # float32, two engines on the same weights

@@ -33,7 +33,7 @@ PROBE = (
     "import atexit, os, sys\n"
     "atexit.register(lambda: open(os.environ['IMPORT_PROBE'], 'w').write(' '.join(\n"
     "    m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules)))\n"
-    "from lstm_exp.run import main\n"
+    "from lstm_exp.cli.run import main\n"
     "main()\n"
 )
 

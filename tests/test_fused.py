@@ -1,4 +1,4 @@
-"""lstm_exp.fused against an independent float64 NumPy LSTM and against stock keras.layers.LSTM.
+"""lstm_exp.compute.fused against an independent float64 NumPy LSTM and against stock keras.layers.LSTM.
 
 Tolerance: 1e-5 absolute, everything computed in float32 (observed errors are ~2e-7).
 """
@@ -6,7 +6,7 @@ Tolerance: 1e-5 absolute, everything computed in float32 (observed errors are ~2
 import numpy as np
 import pytest
 
-from lstm_exp import fused
+from lstm_exp.compute import fused
 
 ATOL = 1e-5  # absolute, float32
 TUTORIAL = np.array([[[1, 2, 3, 4, 3, 2], [1, 2, 1, 1, 1, 2], [1, 2, 2, 2, 2, 2]],

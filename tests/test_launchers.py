@@ -23,9 +23,9 @@ STORE_RACES = ("database is locked", "RESOURCE_ALREADY_EXISTS", "Traceback", "UN
                         "hydra.launcher.cpus_per_task=2", "hydra.launcher.mem_gb=8"], "SlurmLauncher"),
 ])
 def test_each_launcher_composes_with_our_config(launcher, overrides, target):
-    cfg = lstm_exp.compose(f"hydra/launcher={launcher}", *overrides, return_hydra_config=True)
+    cfg = lstm_exp.config.compose(f"hydra/launcher={launcher}", *overrides, return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
-    assert cfg.hydra.callbacks.sweep_parent._target_ == "lstm_exp.sweep.SweepParentRun"
+    assert cfg.hydra.callbacks.sweep_parent._target_ == "lstm_exp.record.sweep.SweepParentRun"
 
 
 # Opens the default store of the working directory once the other processes are ready too (MLflow is

@@ -5,8 +5,8 @@ import pytest
 from conftest import compose
 
 import lstm_exp
-from lstm_exp.config import ModelSpec
-from lstm_exp.reference import max_abs_err, reference_forward
+from lstm_exp.compute.reference import max_abs_err, reference_forward
+from lstm_exp.config.validate import ModelSpec
 
 TOLERANCE = 1e-6  # float32 Keras vs float64 NumPy on unit-scale inputs
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import error_lines, run_cli
 from mlflow.tracking import MlflowClient
 
-from lstm_exp import rerun
+from lstm_exp.cli import rerun
 
 
 @pytest.fixture(scope="module")

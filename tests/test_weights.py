@@ -8,12 +8,12 @@ from conftest import error_lines, run_cli
 from omegaconf import OmegaConf
 
 import lstm_exp
-from lstm_exp import weights as weights_module
-from lstm_exp.config import ModelSpec
+from lstm_exp.cli import weights as export_cli
+from lstm_exp.compute.initializers import initial_weights
+from lstm_exp.compute.layouts import checkpoint_names, detect_layout, layout_shapes, to_keras, to_layout
+from lstm_exp.compute.weights import load_weights
+from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
-from lstm_exp.initializers import initial_weights
-from lstm_exp.layouts import checkpoint_names, detect_layout, layout_shapes, to_keras, to_layout
-from lstm_exp.weights import load_weights
 
 PLAIN = ModelSpec("lstm", (4, 5))
 PEEP_PROJ = ModelSpec("lstm", (4, 5), peepholes=True, cell_clip=0.5, proj_size=3, proj_clip=0.1)
@@ -139,7 +139,7 @@ def test_unusable_layouts(tmp_path):
 
 def test_feature_mismatch_from_the_cli(tmp_path):
     # The tutorial's weights (F=6) on a 5-feature input: exit 2, one line naming key and shapes.
-    result = lstm_exp.execute(lstm_exp.compose("model=stacked", "tracking.enabled=false"))
+    result = lstm_exp.execute(lstm_exp.config.compose("model=stacked", "tracking.enabled=false"))
     np.savez(tmp_path / "tf1.npz", **to_layout(result.weights, result.spec, "tf1"))
     proc = run_cli("model=stacked", f"model.weights.path={tmp_path / 'tf1.npz'}", "input=random",
                    "input.features=5", "tracking.enabled=false", cwd=tmp_path)
@@ -166,7 +166,7 @@ def recorded_run(tmp_path_factory):
 def test_export_cli_re_imports_to_the_same_arrays(recorded_run, tmp_path, layout, monkeypatch, capsys):
     store, run_id, logged = recorded_run
     monkeypatch.chdir(store)  # the default store: sqlite:///$PWD/mlflow.db
-    weights_module.main(["export", run_id, "--layout", layout, "--out", str(tmp_path / "out.npz")])
+    export_cli.main(["export", run_id, "--layout", layout, "--out", str(tmp_path / "out.npz")])
     assert f"wrote {tmp_path / 'out.npz'} ({layout} layout)" in capsys.readouterr().out
     with np.load(tmp_path / "out.npz") as archive:
         assert detect_layout(archive.keys()) == layout

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lstm_exp.cli.report import format_report, format_shapes
 from lstm_exp.errors import ConfigError
-from lstm_exp.report import format_report, format_shapes
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _end_opening_run(record, status: str, reason: str) -> None:
 
 def _end_run(record, run: dict, status: str, reason: str) -> None:
     """Ends a run that did not finish; if the store cannot take that either, the first error stands."""
-    from lstm_exp.recorder import RecorderError
+    from lstm_exp.record.recorder import RecorderError
 
     try:
         record.request("end", **run, status=status, reason=reason)
@@ -105,7 +105,7 @@ def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = N
         ConfigError: bad configuration or input (after ending any started run FAILED).
         KeyboardInterrupt: after ending the started run KILLED.
     """
-    from lstm_exp.runner import execute, prepare
+    from lstm_exp.compute.runner import execute, prepare
 
     prepared = prepare(cfg)  # every ConfigError that needs no TensorFlow comes from here
     if cfg.dry_run:
@@ -115,9 +115,10 @@ def run_job(cfg: DictConfig, overrides: list[str], parent_run_id: str | None = N
         result = execute(cfg, prepared)
         return JobOutcome(0, format_report(cfg, result))
 
-    from lstm_exp import artifacts, tracking
-    from lstm_exp.recorder import recorder
-    from lstm_exp.tf_runtime import load_tensorflow, quiet_native_stderr
+    from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
+    from lstm_exp.record import artifacts
+    from lstm_exp.record import store as tracking
+    from lstm_exp.record.recorder import recorder
 
     tags = tracking.run_tags(cfg, overrides)
     try:

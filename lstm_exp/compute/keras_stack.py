@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_exp.config import GATES, ModelSpec
-from lstm_exp.reference import directions
+from lstm_exp.compute.reference import directions
+from lstm_exp.config.validate import GATES, ModelSpec
 
 STOCK_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
@@ -14,7 +14,7 @@ def _make_layer(spec: ModelSpec, k: int, name: str) -> keras.layers.Layer:
     """Stock Keras layer for plain settings (cuDNN on a GPU); the TF1-style cell for the extras."""
     units = spec.units[k]
     if spec.cell == "lstm" and spec.has_extras:
-        from lstm_exp.cells import TF1LSTMCell
+        from lstm_exp.compute.cells import TF1LSTMCell
 
         cell = TF1LSTMCell(
             units,

@@ -70,7 +70,7 @@ def write_run_directory(out: Path, cfg: DictConfig, result, summary: str) -> Pat
 
 def draw_plots(folder: Path, metrics: list) -> None:
     """Draws plots/*.png from the folder's states.npz and the run's per-step norms."""
-    from lstm_exp import plots
+    from lstm_exp.record import plots
 
     with np.load(folder / "states.npz") as archive:
         arrays = {name: archive[name] for name in archive.keys()}

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from omegaconf import DictConfig
 
-from lstm_exp.config import (
+from lstm_exp.compute.engines import build_forward, choose_engine, forward_flops, time_forward
+from lstm_exp.compute.initializers import initial_weights
+from lstm_exp.compute.inputs import InputData, check_lengths, initial_states, load_sequences, planned_shape
+from lstm_exp.compute.reference import max_abs_err, reference_forward
+from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
+from lstm_exp.compute.weights import load_weights
+from lstm_exp.config.validate import (
     ModelSpec,
     estimate_bytes,
     expected_shapes,
@@ -21,13 +27,7 @@ from lstm_exp.config import (
     validate_run_settings,
     validate_tracking,
 )
-from lstm_exp.engines import build_forward, choose_engine, forward_flops, time_forward
 from lstm_exp.errors import ConfigError
-from lstm_exp.initializers import initial_weights
-from lstm_exp.inputs import InputData, check_lengths, initial_states, load_sequences, planned_shape
-from lstm_exp.reference import max_abs_err, reference_forward
-from lstm_exp.tf_runtime import load_tensorflow, quiet_native_stderr
-from lstm_exp.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
     """Runs the experiment described by `cfg`.
 
     Args:
-        cfg: a composed config (see `lstm_exp.compose`).
+        cfg: a composed config (see `lstm_exp.config.compose`).
         prepared: the output of `prepare(cfg)`, when the caller already validated.
 
     Returns:

@@ -19,10 +19,10 @@ import re
 
 import numpy as np
 
-from lstm_exp.config import ModelSpec
+from lstm_exp.compute.initializers import GATE_COUNT
+from lstm_exp.compute.reference import directions
+from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
-from lstm_exp.initializers import GATE_COUNT
-from lstm_exp.reference import directions
 
 log = logging.getLogger(__name__)
 PEEPHOLES = ("i", "f", "o")

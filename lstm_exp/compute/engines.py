@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from lstm_exp.config import ModelSpec
+from lstm_exp.compute.initializers import GATE_COUNT
+from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
-from lstm_exp.initializers import GATE_COUNT
 
 # B*T*sum(units) from which `auto` takes the fused engine. Measured with scripts/bench_forward.py:
 # below ~1e5 eager stock Keras finishes before the fused graph is even traced (tutorial: 0.03 s vs
@@ -52,7 +52,7 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
     lengths = None if data.lengths is None else tf.constant(data.lengths)
     state = {name: tf.constant(value) for name, value in data.initial_state.items()}
     if engine == "fused":
-        from lstm_exp.fused import FusedLSTMStack
+        from lstm_exp.compute.fused import FusedLSTMStack
 
         stack = FusedLSTMStack(spec.units, jit_compile=timed >= XLA_MIN_REPEAT, weights=weights)
         last = f"layer_{len(spec.units) - 1}/sequence"
@@ -62,7 +62,7 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
             return {**arrays, "output": arrays[last]}
 
         return run_fused
-    from lstm_exp.model import KerasStack
+    from lstm_exp.compute.keras_stack import KerasStack
 
     stack = KerasStack(spec, weights, data.x.shape[-1])
     call = tf.function(stack.__call__) if timed else stack.__call__

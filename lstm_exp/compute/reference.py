@@ -13,7 +13,7 @@ Equations (keras gate order; TF1 `LSTMCell` extras where the spec asks for them)
 
 import numpy as np
 
-from lstm_exp.config import GATES, ModelSpec
+from lstm_exp.config.validate import GATES, ModelSpec
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ class Recorder:
     def __init__(self) -> None:
         self.pending = 0  # requests sent and not yet answered
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "lstm_exp.recorder"],
+            [sys.executable, "-m", "lstm_exp.record.recorder"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
             # Its own session: a terminal's Ctrl-C reaches the job alone, even while this starts up.
             start_new_session=True,
@@ -104,7 +104,8 @@ def recorder() -> Recorder:
 def _serve() -> None:
     from omegaconf import OmegaConf
 
-    from lstm_exp import artifacts, tracking
+    from lstm_exp.record import artifacts
+    from lstm_exp.record import store as tracking
 
     clients: dict[str, object] = {}  # tracking URI -> MlflowClient
     open_runs: dict[str, str] = {}  # run id -> tracking URI, until the run has ended
@@ -149,7 +150,7 @@ def _serve() -> None:
             reply = {"error": f"{type(error).__name__}: {error}"}
         channel.write(json.dumps(reply, default=str) + "\n")
         if message["cmd"] == "open":
-            import lstm_exp.plots  # noqa: F401  (matplotlib loads while the job computes, not after)
+            import lstm_exp.record.plots  # noqa: F401  (matplotlib loads while the job computes, not after)
     for run_id, uri in open_runs.items():  # the job's process went away mid-run
         tracking.end_run(clients[uri], run_id, "FAILED", "the lstm_exp process ended during the run")
 

@@ -39,7 +39,7 @@ def abort_parent(status: str = "KILLED", reason: str = "sweep interrupted") -> N
 
 
 def _end_with_children(client, run_id: str, status: str, reason: str) -> None:
-    from lstm_exp import tracking
+    from lstm_exp.record import store as tracking
 
     experiment_id = tracking.retry_locked(lambda: client.get_run(run_id)).info.experiment_id
     running = tracking.retry_locked(lambda: client.search_runs(
@@ -79,8 +79,8 @@ class SweepParentRun(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if not config.tracking.enabled or config.dry_run:
             return
-        from lstm_exp import tracking
-        from lstm_exp.config import validate_tracking
+        from lstm_exp.config.validate import validate_tracking
+        from lstm_exp.record import store as tracking
 
         overrides = list(config.hydra.overrides.task)
         tags = {"lstm_exp.sweep": "parent", "lstm_exp.overrides": " ".join(overrides)}
@@ -102,7 +102,8 @@ class SweepParentRun(Callback):
         _exit_status = 0 if not failed else 2 if set(failed) == {2} else 1
         if self.parent is None:
             return
-        from lstm_exp import sweep_summary, tracking
+        from lstm_exp.record import store as tracking
+        from lstm_exp.record import sweep_summary
 
         status = "FAILED" if failed else "FINISHED"
         try:

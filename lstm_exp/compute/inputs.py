@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lstm_exp.config import ModelSpec
+from lstm_exp.compute.reference import directions
+from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
-from lstm_exp.reference import directions
 
 
 @dataclass

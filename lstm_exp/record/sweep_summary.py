@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lstm_exp.tracking import TAG_PREFIX, retry_locked
+from lstm_exp.record.store import TAG_PREFIX, retry_locked
 
 COLUMNS = ("job", "run_id", "run_name", "status", "reused", "overrides", "output_shape",
            "reference_max_abs_err", "error")

@@ -8,8 +8,8 @@ Keras, the custom cell, the fused stack, the NumPy reference) start from one dic
 
 import numpy as np
 
-from lstm_exp.config import ModelSpec
-from lstm_exp.reference import directions
+from lstm_exp.compute.reference import directions
+from lstm_exp.config.validate import ModelSpec
 
 GATE_COUNT = {"lstm": 4, "gru": 3, "simple_rnn": 1}
 

@@ -14,17 +14,22 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from lstm_exp import identity
 from lstm_exp.errors import ConfigError
+from lstm_exp.record import identity
 
 log = logging.getLogger(__name__)
 PARAM_LIMIT = 500  # longer values (literal inputs) are cut; config.yaml keeps them whole
 TAG_PREFIX = "lstm_exp."
 
 
+def default_store_uri(uri: str | None) -> str:
+    """`uri`, else `sqlite:///<launch directory>/mlflow.db`."""
+    return uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
 def store_uri(tracking: DictConfig) -> str:
     """The tracking URI: `tracking.uri`, else `sqlite:///<launch directory>/mlflow.db`."""
-    return tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return default_store_uri(tracking.uri)
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -103,22 +108,6 @@ def _first_use_lock(uri: str):
     with lock.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
         yield
-
-
-def open_store(uri: str | None):
-    """(MlflowClient, uri) on an existing store, default the launch directory's; for reading runs.
-
-    Raises:
-        ConfigError: a SQLite file that does not exist (MlflowClient would create an empty store
-            rather than say there is none), or a server that does not answer.
-    """
-    from mlflow.tracking import MlflowClient
-
-    uri = uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        raise ConfigError("--tracking-uri", uri, "an existing MLflow store (no such SQLite file)")
-    check_reachable(uri, timeout_s=15)
-    return MlflowClient(tracking_uri=uri), uri
 
 
 def flatten(node, prefix: str = "") -> dict[str, str]:

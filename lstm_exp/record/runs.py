@@ -1,0 +1,90 @@
+"""Reading recorded runs back: the store, a run by id or prefix, its artifacts, a filtered search."""
+
+import re
+from pathlib import Path
+
+from lstm_exp.errors import ConfigError
+from lstm_exp.record.store import check_reachable, default_store_uri
+
+MAX_RUNS = 1000  # rows listed; a store with more wants a --filter
+_LITERAL = re.compile(r"""('[^']*'|"[^"]*"|`[^`]*`)""")  # quoted strings and quoted names
+_DOTTED = re.compile(r"\b(params?|metrics?|tags?)\.([A-Za-z_][\w.]*\w)")
+
+
+def open_store(uri: str | None):
+    """(MlflowClient, uri) on an existing store, default the launch directory's; for reading runs.
+
+    Raises:
+        ConfigError: a SQLite file that does not exist (MlflowClient would create an empty store
+            rather than say there is none), or a server that does not answer.
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = default_store_uri(uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise ConfigError("--tracking-uri", uri, "an existing MLflow store (no such SQLite file)")
+    check_reachable(uri, timeout_s=15)
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def quote_dotted_names(text: str) -> str:
+    """Backticks dotted keys of a search filter, leaving quoted strings alone.
+
+    Example:
+        >>> quote_dotted_names("params.model.cell = 'gru' and metrics.`layer_0.h_norm` > 0.1")
+        "params.`model.cell` = 'gru' and metrics.`layer_0.h_norm` > 0.1"
+    """
+    parts = _LITERAL.split(text)  # odd indices are the quoted parts
+    for i in range(0, len(parts), 2):
+        parts[i] = _DOTTED.sub(lambda m: f"{m[1]}.`{m[2]}`" if "." in m[2] else m[0], parts[i])
+    return "".join(parts)
+
+
+def find_run(client, ref: str, key: str = "RUN"):
+    """The run whose id is `ref`, or the one run whose id starts with `ref`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(ref)
+    except MlflowException:
+        pass
+    matches = []
+    if re.fullmatch(r"[0-9a-f]{1,31}", ref):
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        matches = client.search_runs(experiments, f"attributes.run_id LIKE '{ref}%'", max_results=2)
+    if len(matches) != 1:
+        found = "several runs start with it" if matches else "no run has it"
+        raise ConfigError(key, ref, f"the id of a run, or a unique prefix of one ({found})")
+    return matches[0]
+
+
+def download(client, run_id: str, name: str, folder: str, key: str = "RUN") -> Path:
+    """One artifact of a run, as a local file; a run without it is a ConfigError."""
+    try:
+        return Path(client.download_artifacts(run_id, name, folder))
+    except Exception as error:  # noqa: BLE001 - MLflow raises several kinds for a missing artifact
+        reason = " ".join(str(error).split())[:200]
+        raise ConfigError(key, run_id, f"a run that logged {name} ({reason})") from None
+
+
+def download_files(client, run_id: str, names: tuple[str, ...], folder: str, key: str = "RUN") -> list[Path]:
+    """Several artifacts of one run, as local files; a run without one of them is a ConfigError."""
+    return [download(client, run_id, name, folder, key) for name in names]
+
+
+def search(client, experiment: str, filter_text: str) -> list:
+    """Runs of `experiment` matching the filter, newest first; sweep parents left out."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = ", ".join(e.name for e in client.search_experiments()) or "none"
+        raise ConfigError("--experiment", experiment, f"an experiment of the store ({names})")
+    try:
+        runs = client.search_runs([found.experiment_id], quote_dotted_names(filter_text),
+                                  max_results=MAX_RUNS, order_by=["attributes.start_time DESC"])
+    except MlflowException as error:
+        reason = " ".join(str(error.message).split())[:300]
+        allowed = f"a filter in MLflow's search grammar, e.g. params.model.cell = 'gru' (MLflow: {reason})"
+        raise ConfigError("--filter", filter_text, allowed) from None
+    return [r for r in runs if r.data.tags.get("lstm_exp.sweep") != "parent"]
