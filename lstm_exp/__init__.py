@@ -2,7 +2,7 @@
 
 Notebook API:
     >>> import lstm_exp
-    >>> cfg = lstm_exp.config.compose("model=stacked", "tracking.enabled=false")
+    >>> cfg = lstm_exp.compose("model=stacked", "tracking.enabled=false")
     >>> lstm_exp.execute(cfg).arrays["output"].shape
     (2, 3, 5)
 """

@@ -1,8 +1,8 @@
 """lstm_exp's performance targets, measured side by side in one run (contenders alternate).
 
 Sections (each prints medians and ratios; all land in one JSON):
-  forward  fused vs stock Keras in a tf.function (and XLA) vs PyTorch nn.LSTM, with GFLOP/s and the
-           fraction of this machine's measured float32 matrix-multiply peak;
+  forward  native and fused vs stock Keras in a tf.function (and XLA) vs PyTorch nn.LSTM, with GFLOP/s,
+           each one's time over PyTorch's, and the fraction of this machine's float32 matmul peak;
   start    whole-process `python -m lstm_exp.run model=stacked` vs the plain Keras script: wall, peak RSS;
   sweep    per-job cost of a `-m` sweep of N tutorial jobs vs a plain Keras loop over N models,
            as (t_N - t_1) / (N - 1) so that process start-up cancels out.
@@ -26,6 +26,8 @@ PYTHON = sys.executable
 FORWARD_SIZES = {"stack": (32, 128, 64, [256, 256]), "large": (64, 256, 128, [512, 512])}
 TARGETS = {"fused_vs_stock": 2.0, "fused_vs_torch": 1.0, "start_wall": 1.25, "start_rss": 1.2,
            "sweep_per_job": 1.3}
+# The native engine's time over PyTorch's, at most, per forward size.
+NATIVE_VS_TORCH = {"stack": 1.2, "large": 1.1}
 
 
 def matmul_peak_gflops(size: int, rounds: int) -> float:
@@ -60,8 +62,10 @@ def forward(smoke: bool) -> dict:
     for name, (b, t, f, units) in sizes.items():
         result = bench_forward.bench_size(b, t, f, units, rounds if name == "stack" else rounds // 3,
                                           with_torch=True, threads=2)
+        torch_ms = result["results"]["torch"]["median_ms"]
         for row in result["results"].values():
             row["fraction_of_peak"] = row["gflops"] / peak
+            row["time_vs_torch"] = row["median_ms"] / torch_ms
         out[name] = result
     return out
 
@@ -141,11 +145,13 @@ def summary(results: dict) -> str:
                 continue
             rows = fw[size]["results"]
             lines.append(f"forward B={fw[size]['B']} T={fw[size]['T']} F={fw[size]['F']} "
-                         f"units={fw[size]['units']} (median ms, GFLOP/s, % of peak):")
+                         f"units={fw[size]['units']} (median ms, GFLOP/s, % of peak, time / torch's):")
             for name, row in sorted(rows.items(), key=lambda kv: kv[1]["median_ms"]):
                 lines.append(f"  {name:<24} {row['median_ms']:8.2f} ms {row['gflops']:7.1f} "
                              f"{100 * row['fraction_of_peak']:5.1f}%  "
-                             f"x{row['speedup_vs_stock']:.2f} vs stock")
+                             f"{row['time_vs_torch']:5.2f} x torch  x{row['speedup_vs_stock']:.2f} vs stock")
+            lines.append(f"  native time / torch time: {rows['native']['time_vs_torch']:.2f} "
+                         f"(target <= {NATIVE_VS_TORCH[size]})")
             best = min((r for n, r in rows.items() if n.startswith("fused")), key=lambda r: r["median_ms"])
             lines.append(f"  best fused vs stock tf.function: x{best['speedup_vs_stock']:.2f} "
                          f"(target >= {TARGETS['fused_vs_stock']})"

@@ -1,4 +1,4 @@
-"""Side-by-side CPU forward benchmark: fused LSTM stack vs stock Keras vs PyTorch.
+"""Side-by-side CPU forward benchmark: native and fused LSTM stacks vs stock Keras vs PyTorch.
 
 Every round times each contender once, in a rotated order, so that load from
 other processes on the shared cores hits all contenders alike; medians are
@@ -25,7 +25,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lstm_exp import fused  # noqa: E402
+from lstm_exp.compute import fused  # noqa: E402
+from lstm_exp.compute.native.engine import NativeLSTMStack  # noqa: E402
 
 VARIANTS = (("wavefront", True), ("wavefront", False), ("layerwise", True), ("layerwise", False))
 TUTORIAL = np.array([[[1, 2, 3, 4, 3, 2], [1, 2, 1, 1, 1, 2], [1, 2, 2, 2, 2, 2]],
@@ -84,6 +85,8 @@ def contenders(weights, units, feats, with_torch, threads):
     for schedule, jit in VARIANTS:
         layer = fused.FusedLSTMStack(units, schedule=schedule, jit_compile=jit, weights=weights)
         out[f"fused_{schedule}_{'xla' if jit else 'graph'}"] = tf.function(lambda x, lay=layer: lay(x)[top])
+    native = NativeLSTMStack(weights)  # builds the op on first use (cached afterwards)
+    out["native"] = tf.function(lambda x: native(x)[top])
     runs = {name: (lambda x, f=f: f(tf.constant(x)).numpy()) for name, f in out.items()}
     if with_torch and (torch_run := torch_contender(weights, units, threads)) is not None:
         runs["torch"] = torch_run
@@ -149,6 +152,12 @@ def startup(sizes, repeats=3):
             for lay in lstms:
                 h = lay(h)[0]
             out["stock_eager"][-1] = (out["stock_eager"][-1][0], time.perf_counter() - start)
+            times = []  # native as a single run uses it: eager, nothing to trace
+            for _call in range(2):
+                start = time.perf_counter()
+                np.asarray(NativeLSTMStack(weights)(x)[f"layer_{len(units) - 1}/sequence"])
+                times.append(time.perf_counter() - start)
+            out.setdefault("native_eager", []).append(times)
             for schedule, jit in VARIANTS:
                 fused._COMPILED.clear()  # force a fresh trace (and XLA compile)
                 times = []

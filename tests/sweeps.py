@@ -1,18 +1,18 @@
 """Helpers for the launcher, fault, determinism and tracking-server tests: sweeps run through the real
-CLI, what they leave behind (outcome files, MLflow runs), and a tracking server started by its script.
+CLI and what they leave in the store (the parent's summary table, the child runs).
 """
 
-import json
-import socket
+import csv
+import re
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from conftest import REPO, run_cli
+from conftest import run_cli
 
-SERVER_START_S = 120  # scripts/mlflow-server: start, schema migrations and health check included
 HTTP_TIMEOUT_S = 15  # one REST call
 
 # One small config, swept by several launchers: test_launchers checks each sweep, test_determinism
@@ -55,12 +55,21 @@ def run_sweep(*overrides: str, cwd: Path, sweep_dir: Path, **kwargs) -> subproce
     return run_cli("-m", *overrides, f"hydra.sweep.dir={sweep_dir}", cwd=cwd, **kwargs)
 
 
-def outcomes(sweep_dir: Path) -> dict[int, dict]:
-    """Job number -> the `lstm_exp_job.json` that job left in its output dir."""
-    found = {}
-    for path in sweep_dir.glob("*/lstm_exp_job.json"):
-        found[int(path.parent.name)] = json.loads(path.read_text())
-    return found
+def parent_id(stdout: str) -> str:
+    """The sweep's parent run, from the line the sweep prints at its end."""
+    found = re.findall(r"sweep parent run ([0-9a-f]{32})", stdout)
+    assert found, f"no parent run printed:\n{stdout[-2000:]}"
+    return found[-1]
+
+
+def outcomes(client, parent_run_id: str) -> dict[int, dict]:
+    """Job number -> its row of the parent's summary table, with the job's exit status derived."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(client.download_artifacts(parent_run_id, "sweep_summary.csv", tmp)) as handle:
+            rows = list(csv.DictReader(handle))
+    exit_status = {"FINISHED": 0, "SKIPPED": 0, "INVALID": 2}
+    return {int(r["job"]): {**r, "exit_status": exit_status.get(r["status"], 1),
+                            "skipped": r["status"] == "SKIPPED"} for r in rows}
 
 
 def sweep_runs(client, parent_run_id: str) -> tuple:
@@ -72,40 +81,8 @@ def sweep_runs(client, parent_run_id: str) -> tuple:
     return parent, children
 
 
-def parent_id(sweep_dir: Path) -> str:
-    """The parent run id the sweep's start wrote for its jobs."""
-    return (sweep_dir / ".lstm_exp_parent_run").read_text().strip()
-
-
 def read_states(client, run_id: str, folder: Path) -> dict[str, np.ndarray]:
     """A run's logged `states.npz`, downloaded."""
     folder.mkdir(parents=True, exist_ok=True)
     with np.load(client.download_artifacts(run_id, "states.npz", str(folder))) as archive:
         return {name: archive[name] for name in archive.keys()}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def script(name: str, *args: str, timeout: float = SERVER_START_S) -> str:
-    """Runs scripts/<name>; requires success and returns its stdout (the URL or URI it prints)."""
-    proc = subprocess.run([str(REPO / "scripts" / name), *args], capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f"scripts/{name} {' '.join(args)}: {proc.stderr[-2000:]}"
-    return proc.stdout.strip()
-
-
-def start_server(backend_uri: str, port: int, state_dir: Path) -> str:
-    """A real `scripts/mlflow-server --background` on `backend_uri`; returns its URL."""
-    return script("mlflow-server", "--background", "--port", str(port), "--state-dir", str(state_dir),
-                  "--backend-store-uri", backend_uri,
-                  "--artifacts-destination", str(state_dir / "mlartifacts"))
-
-
-def stop_server(port: int, state_dir: Path) -> None:
-    """`scripts/mlflow-server stop` (SIGTERM to its process group, SIGKILL after 20 s)."""
-    subprocess.run([str(REPO / "scripts" / "mlflow-server"), "stop", "--port", str(port),
-                    "--state-dir", str(state_dir)], capture_output=True, timeout=60, check=False)

@@ -6,10 +6,13 @@ command in a subprocess and also check its peak memory, so a refused size is ref
 """
 
 import contextlib
+import io
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -64,10 +67,274 @@ CASES = [
     ("uri-scheme", "tracking.uri=ftp://example.org/x", "tracking.uri", ""),
     ("experiment-empty", "tracking.experiment=", "tracking.experiment", ""),
     ("timeout-negative", "tracking.timeout_s=-1", "tracking.timeout_s", ""),
+    # Issue 14: hostile files, refused from their header before anything is allocated...
+    ("npy-huge-shape", "input=file input.path=huge.npy", "input.path", "cli"),
+    ("npy-shape-past-int64", "input=file input.path=past_int64.npy", "input.path", ""),
+    ("npy-negative-shape", "input=file input.path=negative.npy", "input.path", ""),
+    ("npy-sparse-2gb", "input=file input.path=sparse.npy run.max_memory_gb=1", "input.path", "cli"),
+    ("npy-unicode", "input=file input.path=unicode.npy", "input.path", ""),
+    ("npy-bytes", "input=file input.path=bytes.npy", "input.path", ""),
+    ("npy-bool", "input=file input.path=bool.npy", "input.path", ""),
+    ("npy-complex", "input=file input.path=complex.npy", "input.path", ""),
+    ("npy-structured", "input=file input.path=structured.npy", "input.path", ""),
+    ("npy-datetime", "input=file input.path=datetime.npy", "input.path", ""),
+    ("npy-subarray-dtype", "input=file input.path=subarray.npy", "input.path", ""),
+    ("npy-object-huge", "input=file input.path=object_huge.npy", "input.path", ""),
+    ("npy-fortran-garbage", "input=file input.path=fortran.npy", "input.path", ""),
+    ("npy-descr-garbage", "input=file input.path=descr.npy", "input.path", ""),
+    ("npy-header-not-dict", "input=file input.path=notdict.npy", "input.path", ""),
+    ("npy-version-9", "input=file input.path=version9.npy", "input.path", ""),
+    ("npy-cut-in-magic", "input=file input.path=cut4.npy", "input.path", ""),
+    ("npy-cut-in-header", "input=file input.path=cut30.npy", "input.path", ""),
+    ("npy-cut-in-data", "input=file input.path=cut_data.npy", "input.path", ""),
+    ("npy-beyond-float32", "input=file input.path=big_values.npy", "input.path", ""),
+    ("npy-inf", "input=file input.path=inf.npy", "input.path", ""),
+    ("npz-member-not-npy", "input=file input.path=text_member.npz", "input.path", ""),
+    ("npz-no-members", "input=file input.path=no_members.npz", "input.path", ""),
+    ("npz-unicode-member", "input=file input.path=unicode.npz", "input.path", ""),
+    ("npz-not-a-zip", "input=file input.path=random.npz", "input.path", ""),
+    ("npz-cut-at-10", "input=file input.path=cut10.npz", "input.path", ""),
+    ("npz-cut-at-100", "input=file input.path=cut100.npz", "input.path", ""),
+    ("npz-cut-before-end", "input=file input.path=cut_end.npz", "input.path", ""),
+    ("npz-bomb", "input=file input.path=bomb.npz run.max_memory_gb=0.01", "input.path", "cli"),
+    ("npz-bomb-declared", "input=file input.path=declared.npz run.max_memory_gb=1", "input.path", ""),
+    ("npz-bomb-lying", "input=file input.path=lying.npz", "input.path", ""),
+    ("npz-compression-99", "input=file input.path=method99.npz", "input.path", ""),
+    ("npz-bad-crc", "input=file input.path=crc.npz", "input.path", ""),
+    ("csv-beyond-float32", "input=file input.path=big.csv", "input.path", ""),
+    ("csv-nan", "input=file input.path=nan.csv", "input.path", ""),
+    ("csv-binary", "input=file input.path=binary.csv", "input.path", ""),
+    ("csv-too-big", "input=file input.path=large.csv run.max_memory_gb=0.0001", "input.path", ""),
+    ("path-too-long", f"input=file input.path={'n' * 300}.npy", "input.path", ""),
+    ("path-a-directory", "input=file input.path=folder.npy", "input.path", ""),
+    ("path-a-fifo", "input=file input.path=fifo.npy", "input.path", ""),
+    ("path-loop", "input=file input.path=loop.npy", "input.path", ""),
+    ("weights-huge-shape", "model.weights.path=huge_weights.npz", "model.weights.path", "cli"),
+    ("weights-unicode", "model.weights.path=unicode_weights.npz", "model.weights.path", ""),
+    ("weights-pickled", "model.weights.path=pickled_weights.npz", "model.weights.path", ""),
+    ("weights-beyond-float32", "model.weights.path=big_weights.npz", "model.weights.path", ""),
+    ("weights-cut", "model.weights.path=cut_weights.npz", "model.weights.path", ""),
+    ("weights-member-not-npy", "model.weights.path=text_member.npz", "model.weights.path", ""),
+    ("weights-path-too-long", f"model.weights.path={'w' * 300}.npz", "model.weights.path", ""),
+    ("weights-prefix-too-long", f"model.weights.path={'w' * 300}", "model.weights.path", ""),
+    ("weights-a-directory", "model.weights.path=folder.npz", "model.weights.path", ""),
+    ("ckpt-data-missing", "model.weights.path=ckpt_missing/model.ckpt", "model.weights.path", ""),
+    ("ckpt-data-empty", "model.weights.path=ckpt_empty/model.ckpt", "model.weights.path", ""),
+    ("ckpt-data-cut", "model.weights.path=ckpt_cut/model.ckpt", "model.weights.path", ""),
+    ("ckpt-index-garbage", "model.weights.path=ckpt_garbage/model.ckpt", "model.weights.path", ""),
+    ("ckpt-index-cut", "model.weights.path=ckpt_index_cut/model.ckpt.index", "model.weights.path", ""),
+    ("ckpt-string-kernel", "model.weights.path=ckpt_string/model.ckpt", "model.weights.path", ""),
+    ("ckpt-beyond-float32", "model.weights.path=ckpt_big/model.ckpt", "model.weights.path", ""),
+    ("state-huge-shape", "input.initial_state=huge_state.npz", "input.initial_state", "cli"),
+    ("state-member-not-npy", "input.initial_state=text_member.npz", "input.initial_state", ""),
+    ("state-cut", "input.initial_state=cut_end.npz", "input.initial_state", ""),
+    ("state-bool", "input.initial_state=bool_state.npz", "input.initial_state", ""),
+    ("state-nan", "input.initial_state=nan_state.npz", "input.initial_state", ""),
+    ("state-too-long", f"input.initial_state={'s' * 300}.npz", "input.initial_state", ""),
+    ("state-a-directory", "input.initial_state=folder.npz", "input.initial_state", ""),
+    # ... literal values beyond float32, and numbers too large for NumPy, Keras or sockets.
+    ("values-beyond-float32", "input.values=[[1e39,2,2,2,2,2]]", "input.values", ""),
+    ("values-below-float32", "input.values=[[-1e39,2,2,2,2,2]]", "input.values", ""),
+    ("values-int-past-float64", f"input.values=[[{10**400},2,2,2,2,2]]", "input.values", ""),
+    ("seed-huge", f"seed={10**30}", "seed", ""),
+    ("seed-2-32", f"seed={2**32}", "seed", ""),
+    ("repeat-huge", f"run.repeat={10**30}", "run.repeat", ""),
+    ("repeat-past-bound", "run.repeat=100001", "run.repeat", ""),
+    ("batch-huge", f"input=random input.batch={10**30}", "input.batch", ""),
+    ("timesteps-huge", f"input=random input.timesteps={10**30}", "input.timesteps", ""),
+    ("features-huge", f"input=random input.features={10**8}", "input.features", ""),
+    ("units-huge-int", f"model.units=[{10**30}]", "model.units[0]", ""),
+    ("proj-size-huge", f"model.proj_size={10**30}", "model.proj_size", ""),
+    ("lengths-huge", f"model=stacked input.lengths=[{10**30},3]", "input.lengths", ""),
+    ("timeout-huge", "tracking.timeout_s=1e30", "tracking.timeout_s", ""),
+    ("timeout-inf", "tracking.timeout_s=inf", "tracking.timeout_s", ""),
+    ("timeout-nan", "tracking.timeout_s=nan", "tracking.timeout_s", ""),
+    ("memory-huge", "run.max_memory_gb=1e30", "run.max_memory_gb", ""),
+    ("memory-nan", "run.max_memory_gb=nan", "run.max_memory_gb", ""),
+    ("cell-clip-beyond-float32", "model.cell_clip=1e39", "model.cell_clip", ""),
+    ("cell-clip-inf", "model.cell_clip=inf", "model.cell_clip", ""),
+    ("proj-clip-nan", "model.proj_size=2 model.proj_clip=nan", "model.proj_clip", ""),
+    ("forget-bias-beyond-float32", "model.weights.forget_bias=1e39", "model.weights.forget_bias", ""),
+    ("forget-bias-huge-int", f"model.weights.forget_bias={10**400}", "model.weights.forget_bias", ""),
+    ("group-int", "model=0", "model", ""),
+    ("group-float", "input=1.5", "input", ""),
+    ("group-list-of-ints", "tracking=[1]", "tracking", ""),
+    ("group-list-of-null", "model=[null]", "model", ""),
+    ("group-nested-lists", "task=[[],[]]", "task", ""),
 ]
 
+# The tutorial's default model (LSTM 4 on F=6): its tf1 kernel is (F + H, 4H) = (10, 16).
+TF1_KERNEL, TF1_BIAS = "rnn/lstm_cell/kernel", "rnn/lstm_cell/bias"
 
-def _write_bad_files(folder) -> None:
+
+def npy_with_header(header: str, data: bytes = b"", version: tuple[int, int] = (1, 0)) -> bytes:
+    """An .npy file with any header text (NumPy's own writer only writes valid ones)."""
+    text = header.encode("utf-8" if version[0] >= 3 else "latin1", errors="replace")
+    size_format = "<H" if version[0] == 1 else "<I"
+    fixed = 6 + 2 + struct.calcsize(size_format)
+    text += b" " * (-(fixed + len(text) + 1) % 64) + b"\n"
+    return np.lib.format.MAGIC_PREFIX + bytes(version) + struct.pack(size_format, len(text)) + text + data
+
+
+def npy_bytes(array: np.ndarray, allow_pickle: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _patch_central(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    """Overwrites a field of the (first) central-directory entry, which is what zipfile trusts."""
+    at = data.index(b"PK\x01\x02") + offset
+    return data[:at] + struct.pack(fmt, value) + data[at + struct.calcsize(fmt):]
+
+
+def write_checkpoint(prefix, tensors: dict[str, np.ndarray]) -> None:
+    """A TF1 name-based checkpoint (what tf.compat.v1.train.Saver writes): PREFIX.index + PREFIX.data-*."""
+    import tensorflow as tf
+
+    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=list(tensors), shape_and_slices=[""] * len(tensors),
+                      tensors=list(tensors.values()))
+
+
+def tutorial_checkpoint(folder, kernel: np.ndarray | None = None) -> None:
+    """The default model's TF1 checkpoint in `folder`/model.ckpt."""
+    folder.mkdir()
+    kernel = np.full((10, 16), 0.1, np.float32) if kernel is None else kernel
+    write_checkpoint(folder / "model.ckpt", {TF1_KERNEL: kernel, TF1_BIAS: np.zeros(16, np.float32)})
+
+
+def _broken_checkpoint(folder, how: str) -> None:
+    tutorial_checkpoint(folder)
+    data, index = folder / "model.ckpt.data-00000-of-00001", folder / "model.ckpt.index"
+    if how == "missing":
+        data.unlink()
+    elif how == "empty":
+        data.write_bytes(b"")
+    elif how == "cut":
+        data.write_bytes(data.read_bytes()[:40])
+    elif how == "garbage":
+        index.write_bytes(np.random.default_rng(1).bytes(300))
+    elif how == "index_cut":
+        index.write_bytes(index.read_bytes()[:30])
+
+
+def _fifo(path) -> None:
+    os.mkfifo(path)
+
+
+def _loop(path) -> None:
+    os.symlink(path.name, path)  # a link to itself: ELOOP
+
+
+def _sparse_npy(path) -> None:
+    # A valid 2 GiB .npy that takes no disk: refused for its size, it must not be read.
+    header = npy_with_header(f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({2**28},), }}")
+    with open(path, "wb") as out:
+        out.write(header)
+        out.truncate(len(header) + 8 * 2**28)
+
+
+def _bomb(path) -> None:
+    # 48 MB of zeros deflate to ~50 kB; the members' declared size is checked before unpacking.
+    path.write_bytes(zip_bytes({"input.npy": npy_bytes(np.zeros((2**20, 6)))}, zipfile.ZIP_DEFLATED))
+
+
+def _string_checkpoint(folder) -> None:
+    folder.mkdir()
+    kernel = np.full((10, 16), "x", object)  # a tf.string variable where the kernel should be
+    write_checkpoint(folder / "model.ckpt", {TF1_KERNEL: kernel, TF1_BIAS: np.zeros(16, np.float32)})
+
+
+def _members(arrays: dict[str, np.ndarray], allow_pickle: bool = False) -> bytes:
+    return zip_bytes({f"{n}.npy": npy_bytes(a, allow_pickle) for n, a in arrays.items()})
+
+
+def _hostile_files() -> dict:
+    """File name -> bytes, or a function that makes the file at that path."""
+    good = npy_bytes(np.ones((1, 6)))
+    good_npz = zip_bytes({"input.npy": npy_bytes(np.ones((1, 3, 6)))})
+    declared = zip_bytes({"input.npy": good})
+    lying = zip_bytes({"input.npy": npy_bytes(np.zeros((10**5, 6)))}, zipfile.ZIP_DEFLATED)
+    crc = bytearray(zip_bytes({"input.npy": good}))
+    crc[crc.index(b"NUMPY") + 80] ^= 0xFF  # a data byte of the stored member: the CRC no longer matches
+    state = {"layer_0/h": np.zeros((1, 4), np.float32), "layer_0/c": np.zeros((1, 4), np.float32)}
+    weights = {"layer_0/kernel": np.zeros((6, 16)), "layer_0/recurrent_kernel": np.zeros((4, 16)),
+               "layer_0/bias": np.zeros(16)}
+    huge = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000, 1000000, 6), }"
+    past_int64 = f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({2**62}, {2**62}), }}"
+    subarray = "{'descr': ('<f8', (1000000,)), 'fortran_order': False, 'shape': (1, 6), }"
+    objects = "{'descr': '|O', 'fortran_order': False, 'shape': (10000000000,), }"
+    data = bytes(48)  # (1, 6) float64
+    return {
+        "huge.npy": npy_with_header(huge),
+        "past_int64.npy": npy_with_header(past_int64),
+        "negative.npy": npy_with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (-1, 6), }"),
+        "sparse.npy": _sparse_npy,
+        "unicode.npy": npy_bytes(np.array([["a"] * 6])),
+        "bytes.npy": npy_bytes(np.array([[b"abc"] * 6])),
+        "bool.npy": npy_bytes(np.ones((1, 6), bool)),
+        "complex.npy": npy_bytes(np.ones((1, 6), complex)),
+        "structured.npy": npy_bytes(np.zeros((1, 6), dtype=[("a", "<f4"), ("b", "<i4")])),
+        "datetime.npy": npy_bytes(np.zeros((1, 6), dtype="datetime64[s]")),
+        "subarray.npy": npy_with_header(subarray),
+        "object_huge.npy": npy_with_header(objects),
+        "fortran.npy": npy_with_header("{'descr': '<f8', 'fortran_order': 'yes', 'shape': (1, 6), }", data),
+        "descr.npy": npy_with_header("{'descr': '<f13', 'fortran_order': False, 'shape': (1, 6), }", data),
+        "notdict.npy": npy_with_header("[1, 2, 3]"),
+        "version9.npy": good[:6] + bytes([9, 0]) + good[8:],
+        "cut4.npy": good[:4],
+        "cut30.npy": good[:30],
+        "cut_data.npy": good[:-10],
+        "big_values.npy": npy_bytes(np.full((1, 6), 1e39)),
+        "inf.npy": npy_bytes(np.full((1, 6), np.inf)),
+        "text_member.npz": zip_bytes({"input.npy": good, "notes.txt": b"hello"}),
+        "no_members.npz": zip_bytes({}),
+        "unicode.npz": zip_bytes({"input.npy": npy_bytes(np.array([["x"] * 6]))}),
+        "random.npz": np.random.default_rng(2).bytes(600),
+        "cut10.npz": good_npz[:10],
+        "cut100.npz": good_npz[:100],
+        "cut_end.npz": good_npz[:-30],
+        "bomb.npz": _bomb,
+        "declared.npz": _patch_central(declared, 24, "<I", 0xFFFFFFF0),  # claims 4 GiB unpacked
+        "lying.npz": _patch_central(_patch_central(lying, 24, "<I", 200), 20, "<I", 200),
+        "method99.npz": _patch_central(declared, 10, "<H", 99),
+        "crc.npz": bytes(crc),
+        "big.csv": b"1e39,2,2,2,2,2\n",
+        "nan.csv": b"1,nan,2,2,2,2\n",
+        "binary.csv": b"\xff\xfe\x00garbage\x81\n",
+        "large.csv": b"1,2,3,4,5,6\n" * 20000,
+        "folder.npy": os.mkdir,
+        "folder.npz": os.mkdir,
+        "fifo.npy": _fifo,
+        "loop.npy": _loop,
+        "huge_weights.npz": zip_bytes({"layer_0/kernel.npy": npy_with_header(huge)}),
+        "unicode_weights.npz": _members({n: np.full(a.shape, "x") for n, a in weights.items()}),
+        "pickled_weights.npz": _members({n: np.full(a.shape, None) for n, a in weights.items()}, True),
+        "big_weights.npz": _members({n: np.full(a.shape, 1e39) for n, a in weights.items()}),
+        "cut_weights.npz": _members(weights)[:-50],
+        "ckpt_missing": lambda p: _broken_checkpoint(p, "missing"),
+        "ckpt_empty": lambda p: _broken_checkpoint(p, "empty"),
+        "ckpt_cut": lambda p: _broken_checkpoint(p, "cut"),
+        "ckpt_garbage": lambda p: _broken_checkpoint(p, "garbage"),
+        "ckpt_index_cut": lambda p: _broken_checkpoint(p, "index_cut"),
+        "ckpt_string": _string_checkpoint,
+        "ckpt_big": lambda p: tutorial_checkpoint(p, np.full((10, 16), 1e39)),
+        "huge_state.npz": zip_bytes({"layer_0/h.npy": npy_with_header(huge),
+                                     "layer_0/c.npy": npy_bytes(state["layer_0/c"])}),
+        "bool_state.npz": _members({n: a.astype(bool) for n, a in state.items()}),
+        "nan_state.npz": _members({n: a + np.nan for n, a in state.items()}),
+    }
+
+
+def _write_bad_files(folder, overrides: str = "") -> None:
     np.save(folder / "rank1.npy", np.zeros(6))
     np.save(folder / "rank4.npy", np.zeros((1, 2, 3, 6)))
     np.save(folder / "pickled.npy", np.array([{"x": 1}, None], dtype=object), allow_pickle=True)
@@ -80,6 +347,13 @@ def _write_bad_files(folder) -> None:
     np.savez(folder / "weights.npz", **{"layer_0/kernel": np.zeros((5, 16)),
                                         "layer_0/recurrent_kernel": np.zeros((4, 16)),
                                         "layer_0/bias": np.zeros(16)})
+    for name, content in _hostile_files().items():
+        if name not in overrides:  # only what the case reads: some take a moment to make
+            continue
+        if callable(content):
+            content(folder / name)
+        else:
+            (folder / name).write_bytes(content)
 
 
 def _in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
@@ -125,9 +399,22 @@ def _runs(launch) -> list[tuple[str, str | None]]:
         ).fetchall()
 
 
-@pytest.mark.parametrize("overrides,key,how", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+# OmegaConf's FloatNode converts with float(), whose OverflowError (an int beyond float64) is not one of
+# OmegaConf's errors: `cli/run.py:main` must turn it into the one line too (it carries "full_key: ...").
+# Likewise Hydra's defaults list raises ValueError/TypeError for a config group given a number or a list.
+OUTSIDE_COMPUTE = {"forget-bias-huge-int": "OmegaConf's OverflowError reaches main() as exit 1",
+                   **{f"group-{kind}": "Hydra's ValueError/TypeError reaches main() as exit 1"
+                      for kind in ("int", "float", "list-of-ints", "list-of-null", "nested-lists")}}
+
+
+def _params():
+    marks = {i: pytest.mark.xfail(reason=why, strict=True) for i, why in OUTSIDE_COMPUTE.items()}
+    return [pytest.param(*c[1:], id=c[0], marks=marks.get(c[0], ())) for c in CASES]
+
+
+@pytest.mark.parametrize("overrides,key,how", _params())
 def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, overrides, key, how):
-    _write_bad_files(tmp_path)
+    _write_bad_files(tmp_path, overrides)
     monkeypatch.chdir(tmp_path)  # the default store is ./mlflow.db of the launch directory
     args = overrides.split()
     if how == "cli":

@@ -104,7 +104,7 @@ def test_cell_rejects_bad_arguments():
 
 
 def test_extras_through_the_config_api():
-    cfg = lstm_exp.config.compose(
+    cfg = lstm_exp.compose(
         "model=stacked", "model.bidirectional=true", "model.peepholes=true", "model.cell_clip=0.5",
         "model.proj_size=3", "input.lengths=[3,2]", "input.initial_state=random",
         "tracking.enabled=false",

@@ -4,7 +4,8 @@ import pytest
 from conftest import error_lines, run_cli
 from mlflow.tracking import MlflowClient
 
-from lstm_exp.record import runs as compare
+from lstm_exp.cli import compare
+from lstm_exp.record.runs import quote_dotted_names
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_filter_in_plain_and_quoted_form(lstm_and_gru, capsys, text):
 
 def test_dotted_names_are_quoted_outside_strings():
     text = "params.model.cell = 'a.b params.x.y' and tags.`lstm_exp.model` = \"m.n\" and metrics.seed > 1"
-    assert compare.quote_dotted_names(text) == (
+    assert quote_dotted_names(text) == (
         "params.`model.cell` = 'a.b params.x.y' and tags.`lstm_exp.model` = \"m.n\" and metrics.seed > 1")
 
 

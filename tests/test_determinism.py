@@ -12,10 +12,10 @@ from sweeps import sweep_runs as runs_of
 pytestmark = pytest.mark.slow
 
 
-def _states_by_seed(store: str, sweep_dir, folder) -> dict[int, tuple[str, dict]]:
+def _states_by_seed(store: str, stdout: str, folder) -> dict[int, tuple[str, dict]]:
     """seed -> (config hash, arrays) of every FINISHED child of the sweep."""
     client = MlflowClient(store)
-    _, children = runs_of(client, parent_id(sweep_dir))
+    _, children = runs_of(client, parent_id(stdout))
     return {
         int(run.data.params["seed"]): (run.data.tags["lstm_exp.config_hash"],
                                        read_states(client, run.info.run_id, folder / run.info.run_id))
@@ -34,9 +34,9 @@ def test_arrays_are_bit_identical_across_launchers(tmp_path, tmp_path_factory):
     assert basic.returncode == 0, basic.stderr
     joblib, submitit = (shared_sweep(tmp_path_factory, s) for s in (JOBLIB_SWEEP, SUBMITIT_SWEEP))
     by_launcher = {
-        "basic": _states_by_seed(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "sweep", tmp_path),
-        "joblib": _states_by_seed(joblib.store, joblib.sweep_dir, tmp_path / "joblib"),
-        "submitit": _states_by_seed(submitit.store, submitit.sweep_dir, tmp_path / "submitit"),
+        "basic": _states_by_seed(f"sqlite:///{tmp_path / 'mlflow.db'}", basic.stdout, tmp_path),
+        "joblib": _states_by_seed(joblib.store, joblib.proc.stdout, tmp_path / "joblib"),
+        "submitit": _states_by_seed(submitit.store, submitit.proc.stdout, tmp_path / "submitit"),
     }
     basic_states = by_launcher["basic"]
     assert sorted(basic_states) == [0, 1]

@@ -23,24 +23,23 @@ STORE_RACES = ("database is locked", "RESOURCE_ALREADY_EXISTS", "Traceback", "UN
                         "hydra.launcher.cpus_per_task=2", "hydra.launcher.mem_gb=8"], "SlurmLauncher"),
 ])
 def test_each_launcher_composes_with_our_config(launcher, overrides, target):
-    cfg = lstm_exp.config.compose(f"hydra/launcher={launcher}", *overrides, return_hydra_config=True)
+    cfg = lstm_exp.compose(f"hydra/launcher={launcher}", *overrides, return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
-    assert cfg.hydra.callbacks.sweep_parent._target_ == "lstm_exp.record.sweep.SweepParentRun"
+    assert cfg.hydra.sweeper._target_.endswith("LstmExpSweeper")
 
 
 # Opens the default store of the working directory once the other processes are ready too (MLflow is
 # imported before that barrier, so that all of them reach the store at the same moment).
 OPEN_STORE = (
     "import pathlib, sys, time\n"
-    "from omegaconf import OmegaConf\n"
+
     "import mlflow.tracking\n"
-    "from lstm_exp import tracking\n"
+    "from lstm_exp.record import store\n"
     "ready = pathlib.Path('ready'); (ready / sys.argv[1]).touch()\n"
     "deadline = time.monotonic() + 60\n"
     "while len(list(ready.iterdir())) < int(sys.argv[2]) and time.monotonic() < deadline:\n"
     "    time.sleep(0.01)\n"
-    "cfg = OmegaConf.create({'uri': None, 'experiment': 'lstm_exp', 'timeout_s': 15.0})\n"
-    "print(tracking.open_experiment(cfg)[1])\n"
+    "print(store.open_experiment(store.default_store_uri(None), 'lstm_exp', 15.0)[1])\n"
 )
 
 
@@ -77,12 +76,11 @@ def test_joblib_sweep_into_a_fresh_sqlite_store_records_every_job(tmp_path_facto
     assert sweep.proc.returncode == 0, sweep.proc.stderr
     for text in STORE_RACES:
         assert text not in sweep.proc.stdout + sweep.proc.stderr
-    jobs = outcomes(sweep.sweep_dir)
-    assert sorted(jobs) == list(range(12)) and all(o["exit_status"] == 0 for o in jobs.values())
-
     client = MlflowClient(sweep.store)
+    jobs = outcomes(client, parent_id(sweep.proc.stdout))
+    assert sorted(jobs) == list(range(12)) and all(o["exit_status"] == 0 for o in jobs.values())
     assert [e.name for e in client.search_experiments()].count("lstm_exp") == 1
-    parent, children = sweep_runs(client, parent_id(sweep.sweep_dir))
+    parent, children = sweep_runs(client, parent_id(sweep.proc.stdout))
     assert parent.info.status == "FINISHED"
     assert len(children) == 12 and {c.info.status for c in children} == {"FINISHED"}
     assert {c.info.run_id for c in children} == {o["run_id"] for o in jobs.values()}
@@ -95,14 +93,14 @@ def test_joblib_sweep_into_a_fresh_sqlite_store_records_every_job(tmp_path_facto
 def test_submitit_local_sweep(tmp_path_factory):
     sweep = shared_sweep(tmp_path_factory, SUBMITIT_SWEEP)
     assert sweep.proc.returncode == 1, sweep.proc.stderr  # one of the two jobs raised
-    jobs = outcomes(sweep.sweep_dir)
+    client = MlflowClient(sweep.store)
+    jobs = outcomes(client, parent_id(sweep.proc.stdout))
     assert sorted(jobs) == [0, 1]
     assert jobs[0]["exit_status"] == 0 and jobs[1]["exit_status"] == 1
     assert "fault injected" in jobs[1]["error"]
     assert list(sweep.sweep_dir.glob(".submitit/*/*_log.out"))  # they ran as submitit jobs
 
-    client = MlflowClient(sweep.store)
-    parent, children = sweep_runs(client, parent_id(sweep.sweep_dir))
+    parent, children = sweep_runs(client, parent_id(sweep.proc.stdout))
     assert parent.info.status == "FAILED" and parent.data.tags["lstm_exp.error"] == "1 of 2 jobs failed"
     assert len(children) == 2
     status = {c.info.run_id: c.info.status for c in children}

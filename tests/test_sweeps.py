@@ -66,11 +66,11 @@ def test_summary_lists_every_child(sweep, tmp_path):
     for row, child in zip(rows, children, strict=True):
         units = row["overrides"].split()[0].split("=")[1]
         assert row["output_shape"] == f"(1, {OUTPUT_SIZE[units]})"
-        assert row["status"] == "FINISHED" and row["reused"] == "False"
+        assert row["status"] == "FINISHED"
         assert float(row["reference_max_abs_err"]) <= 1e-6
         assert float(row["layer_0.h_norm"]) == pytest.approx(child.data.metrics["layer_0.h_norm"])
         assert row["layer_0.c_norm"]
-    assert parent.data.tags["lstm_exp.jobs"] == "6 jobs: 6 ran, 0 reused, 0 not run"
+    assert parent.data.tags["lstm_exp.jobs"] == "6 jobs: 6 finished"
 
 
 def test_a_job_refused_before_its_run_is_still_a_row(tmp_path):
@@ -110,15 +110,15 @@ def test_resume_runs_only_missing_or_failed_jobs(sweep):
     assert new == [] and states() == 6
     # The new parent still lists every job, each pointing to the run that holds it.
     assert [r["run_id"] for r in rows] == [c.info.run_id for c in children]
-    assert all(r["reused"] == "True" and r["output_shape"] for r in rows)
+    assert all(r["status"] == "SKIPPED" for r in rows)
 
     deleted, failed = children[1], children[4]
     sweep.client.delete_run(deleted.info.run_id)
     new, rows = _resume(sweep)
     assert [c.info.run_name for c in new] == [deleted.info.run_name]
     assert states() == 7
-    assert rows[1]["run_id"] == new[0].info.run_id and rows[1]["reused"] == "False"
-    assert sum(r["reused"] == "True" for r in rows) == 5
+    assert rows[1]["run_id"] == new[0].info.run_id and rows[1]["status"] == "FINISHED"
+    assert sum(r["status"] == "SKIPPED" for r in rows) == 5
 
     sweep.client.set_terminated(failed.info.run_id, "FAILED")
     new, _ = _resume(sweep)

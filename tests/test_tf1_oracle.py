@@ -85,7 +85,7 @@ def _compared(expected: dict) -> list[str]:
 @pytest.mark.parametrize("name", list(CASES))
 def test_matches_tf1(oracle, name, source):
     folder, expected = oracle[name]
-    result = lstm_exp.execute(lstm_exp.config.compose(*_overrides(name, folder, source)))
+    result = lstm_exp.execute(lstm_exp.compose(*_overrides(name, folder, source)))
     worst = 0.0
     for key in _compared(expected):
         np.testing.assert_allclose(result.arrays[key], expected[key], rtol=0, atol=ATOL, err_msg=key)

@@ -34,7 +34,7 @@ BATCH = np.asarray(
 def test_matches_torch(tmp_path, units, proj_size, lengths, bidirectional, layout):
     state_dict, expected = torch_lstm(BATCH, units, proj_size, lengths, seed=7, bidirectional=bidirectional)
     np.savez(tmp_path / "torch.npz", **state_dict)
-    cfg = lstm_exp.config.compose(
+    cfg = lstm_exp.compose(
         "model=stacked", f"model.units={units}", f"model.proj_size={proj_size or 'null'}",
         f"model.bidirectional={str(bidirectional).lower()}", f"input.lengths={lengths}",
         f"model.weights.path={tmp_path / 'torch.npz'}", f"model.weights.layout={layout}",

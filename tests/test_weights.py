@@ -139,7 +139,7 @@ def test_unusable_layouts(tmp_path):
 
 def test_feature_mismatch_from_the_cli(tmp_path):
     # The tutorial's weights (F=6) on a 5-feature input: exit 2, one line naming key and shapes.
-    result = lstm_exp.execute(lstm_exp.config.compose("model=stacked", "tracking.enabled=false"))
+    result = lstm_exp.execute(lstm_exp.compose("model=stacked", "tracking.enabled=false"))
     np.savez(tmp_path / "tf1.npz", **to_layout(result.weights, result.spec, "tf1"))
     proc = run_cli("model=stacked", f"model.weights.path={tmp_path / 'tf1.npz'}", "input=random",
                    "input.features=5", "tracking.enabled=false", cwd=tmp_path)
@@ -182,5 +182,6 @@ def test_export_cli_bad_run_id(recorded_run):
                    cwd=store, module="lstm_exp.weights")
     assert proc.returncode == 2
     lines = error_lines(proc)
-    assert len(lines) == 1 and lines[0].startswith("error: RUN_ID must be a run of sqlite:///"), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: RUN_ID must be a run that logged"), proc.stderr
+    assert "no-such-run" in lines[0]
     assert not (store / "weights_torch.npz").exists()

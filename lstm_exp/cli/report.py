@@ -39,3 +39,43 @@ def format_shapes(shapes: dict[str, tuple[int, ...]]) -> str:
     """The dry-run table: every array's expected shape."""
     width = max(len(name) for name in shapes)
     return "\n".join(f"{name:<{width}}  {tuple(shape)}" for name, shape in shapes.items())
+
+
+def progress_line(index: int, total: int | None, overrides: list[str], outcome) -> str:
+    """One line per sweep job as it ends: index/total, overrides, status, seconds, run id."""
+    where = f"[{index + 1}/{total}]" if total else f"[{index + 1}]"
+    run = f"  run {outcome.run_id}" if outcome.run_id else ""
+    described = " ".join(overrides) or "(no overrides)"
+    return f"{where} {described}  {outcome.status}  {outcome.seconds:.1f} s{run}"
+
+
+def format_sweep_table(rows: list[dict]) -> str:
+    """Every job of a sweep: overrides, status, key metrics, run id, as aligned columns."""
+    if not rows:
+        return "no jobs"
+    metric_names = sorted({k for r in rows for k in r if k.endswith("_norm") and k.startswith("layer_")})
+    shown = [*metric_names[-1:], "reference_max_abs_err"]  # the last layer's h norm and the check
+
+    def cell(row, key):
+        value = row.get(key)
+        if value is None:
+            return ""
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    columns = ["job", "overrides", "status", "seconds", *shown, "run_id"]
+    table = [[cell(r, c) for c in columns] for r in rows]
+    headers = [c.replace("reference_max_abs_err", "ref err") for c in columns]
+    widths = [max(len(h), *(len(line[i]) for line in table)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in table]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def sweep_counts(outcomes: list) -> str:
+    """'6 jobs: 4 finished, 1 skipped, 1 failed (job 3)'."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status.lower()] = counts.get(outcome.status.lower(), 0) + 1
+    failed = [str(i) for i, o in enumerate(outcomes) if o.exit_status]
+    text = f"{len(outcomes)} jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+    return text + (f" (failed: job {', '.join(failed)})" if failed else "")

@@ -1,13 +1,14 @@
-"""The command line: `python -m lstm_exp.cli.run [overrides]`, also installed as `lstm-exp`.
+"""The command line: `python -m lstm_exp.run [overrides]`, also installed as `lstm-exp`.
 
 Exit status: 0 success; 2 bad configuration or input (one line on stderr); 1 unexpected failure;
-130 interrupted.
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
+import functools
 import logging
 import os
 import sys
-from pathlib import Path
+import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,47 +17,51 @@ from omegaconf import DictConfig
 
 import lstm_exp  # noqa: F401  (sets TensorFlow's log level before anything imports it)
 from lstm_exp import errors
+from lstm_exp.cli import handover
 from lstm_exp.cli.job import failure_outcome, run_job
+from lstm_exp.cli.report import progress_line
+from lstm_exp.cli.sweep import PARENT_ENV, SIZE_ENV
 from lstm_exp.config.compose import CONFIG_DIR
 from lstm_exp.config.schema import register
-from lstm_exp.record import sweep
 
 log = logging.getLogger("lstm_exp")
 register()
 
 
-_run_error: list[BaseException] = []  # a single run's error, raised again outside Hydra by `main`
+@functools.cache
+def _sweep_store():
+    """MLflow in this process, shared by the sweep jobs it runs (imported and opened once)."""
+    from lstm_exp.record.local_store import LocalStore
+
+    return LocalStore()
 
 
-# An absolute path: "../conf" resolves against the calling module, which breaks the `lstm-exp`
-# console script and any import of this module (only `python -m` found it).
+# An absolute path: a relative one resolves against the calling module, which breaks the console script.
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
-def _hydra_task(cfg: DictConfig) -> int:
+def _hydra_task(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
-    output_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:
             outcome = run_job(cfg, overrides)
-        except Exception as error:  # noqa: BLE001 - Hydra would print its own banner first
-            _run_error.append(error)
-            failure_outcome(error).save(output_dir)
-            return 1
-        outcome.save(output_dir)
+        except Exception as error:  # noqa: BLE001 - raised again by `main`, past Hydra's own printer
+            handover.hand_over(error)
+            return None
         print(outcome.report)
-        return 0
-    # In a sweep one job's failure must not stop the others: record it and go on.
+        return outcome
+    # In a sweep one job's failure must not stop the others: its outcome goes back to the sweeper.
+    start = time.perf_counter()
     try:
-        outcome = run_job(cfg, overrides, sweep.parent_run_id(Path(hydra_cfg.sweep.dir)))
-    except KeyboardInterrupt:
-        raise
+        outcome = run_job(cfg, overrides, _sweep_store(), os.environ.get(PARENT_ENV) or None)
     except Exception as error:  # noqa: BLE001 - reported per job, summed up at the sweep's end
-        outcome = failure_outcome(error)
-        log.error("job %s failed: %s", hydra_cfg.job.num, outcome.error)
-    outcome.save(output_dir)
-    if outcome.report:
+        outcome = failure_outcome(error, time.perf_counter() - start)
+        print(f"error: job {hydra_cfg.job.num} ({' '.join(overrides)}): {outcome.error}", file=sys.stderr)
+    total = int(os.environ.get(SIZE_ENV) or 0) or None
+    print(progress_line(hydra_cfg.job.num, total, overrides, outcome), flush=True)
+    if cfg.run.print_arrays and outcome.report:
         print(outcome.report)
-    return outcome.exit_status
+    outcome.report = ""  # the arrays stay in the job's process; the sweeper needs the rest
+    return outcome
 
 
 def _one_line(error: BaseException) -> str:
@@ -76,14 +81,15 @@ def main() -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from lstm_exp.record.run_record import Terminated
+
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
+    handover.take()  # nothing from an earlier call in this process (tests, notebooks)
     try:
-        try:
-            _hydra_task()
-        except sweep.SweepAborted as aborted:  # the sweep's store failed before any job started
-            raise aborted.error from None
-        if _run_error:
-            raise _run_error.pop()
+        _hydra_task()
+        result = handover.take()
+        if isinstance(result, BaseException):
+            raise result
     except errors.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
@@ -91,13 +97,12 @@ def main() -> None:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        sweep.abort_parent()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as error:  # the launcher's own failure, e.g. a worker killed for memory: exit 1
-        sweep.abort_parent("FAILED", f"{type(error).__name__}: {error}")
-        raise
-    sys.exit(sweep.exit_status())
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(143)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

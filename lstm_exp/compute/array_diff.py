@@ -4,11 +4,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_exp.compute.files import DEFAULT_BUDGET, read_npz
 
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz file, loaded."""
-    with np.load(path) as archive:
-        return {name: archive[name] for name in archive.files}
+
+def read_arrays(path: Path, key: str = "states.npz") -> dict[str, np.ndarray]:
+    """Every array of a run's .npz, read as `files.read_npz` reads (NaN kept: a run may diverge)."""
+    return read_npz(path, key, DEFAULT_BUDGET, "a readable .npz of a run's arrays", values=False)
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> str:

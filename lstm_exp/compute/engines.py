@@ -4,8 +4,12 @@
   the LSTM extras. Eager for a single pass, a `tf.function` when passes are timed.
 - `fused`: `fused.FusedLSTMStack`, plain LSTM stacks only: the input projection of every step as one
   product, only the recurrent product in the loop; a traced graph for a single pass, XLA when timed.
+- `native`: `native.NativeLSTMStack`, the same models as `fused`: the input projection as one product,
+  then a C++ op per layer runs the time loop (compiled on first use). Eager for a single pass, a
+  `tf.function` when timed. Where it cannot be built or loaded, `resolve_engine` falls back.
 """
 
+import logging
 import time
 
 import numpy as np
@@ -14,10 +18,14 @@ from lstm_exp.compute.initializers import GATE_COUNT
 from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 # B*T*sum(units) from which `auto` takes the fused engine. Measured with scripts/bench_forward.py:
 # below ~1e5 eager stock Keras finishes before the fused graph is even traced (tutorial: 0.03 s vs
 # 0.1 s); from ~1e5 on the fused graph wins from its first call (16x64 [64,64]: 0.14 s vs 0.20 s).
 FUSED_MIN_SIZE = 100_000
+# B*T*sum(units) from which `auto` takes the native engine; see the measurement in the comment below.
+NATIVE_MIN_SIZE = 100_000
 # Timed passes from which XLA's compile time (~0.5 s) is won back by its faster steady state.
 XLA_MIN_REPEAT = 5
 
@@ -28,26 +36,59 @@ def fusable(spec: ModelSpec) -> bool:
 
 
 def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
-    """`model.implementation` resolved for an input of shape (B, T, F)."""
-    if spec.implementation == "fused" and not fusable(spec):
-        raise ConfigError("model.implementation", "fused",
+    """`model.implementation` resolved for an input of shape (B, T, F), before TensorFlow is loaded.
+
+    `native` may still fall back when it runs: see `resolve_engine`.
+    """
+    if spec.implementation in ("fused", "native") and not fusable(spec):
+        raise ConfigError("model.implementation", spec.implementation,
                           "keras or auto unless the model is a plain unidirectional LSTM stack")
     if spec.implementation != "auto":
         return spec.implementation
     batch, steps, _ = shape
-    return "fused" if fusable(spec) and batch * steps * sum(spec.units) >= FUSED_MIN_SIZE else "keras"
+    size = batch * steps * sum(spec.units)
+    if fusable(spec) and size >= NATIVE_MIN_SIZE:
+        return "native"
+    return "fused" if fusable(spec) and size >= FUSED_MIN_SIZE else "keras"
+
+
+def resolve_engine(engine: str, spec: ModelSpec, shape: tuple[int, int, int]) -> str:
+    """The engine that will actually run: `native` where its op builds and loads, else its fallback.
+
+    The fallback is `fused` when `native` was asked for by name, and what `auto` would pick without
+    `native` otherwise; it is logged as one warning. Every other engine is returned unchanged.
+    """
+    if engine != "native":
+        return engine
+    from lstm_exp.compute.native.build import NativeBuildError
+    from lstm_exp.compute.native.engine import load
+
+    try:
+        load()
+        return "native"
+    except NativeBuildError as err:
+        fallback = "fused"
+        if spec.implementation == "auto":
+            batch, steps, _ = shape
+            fallback = "fused" if batch * steps * sum(spec.units) >= FUSED_MIN_SIZE else "keras"
+        log.warning("native LSTM engine unavailable, running %s instead: %s", fallback, err)
+        return fallback
 
 
 def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
     """Builds the engine; returns a function of no arguments that runs one forward pass.
 
     Args:
-        engine: `keras` or `fused`.
+        engine: `keras`, `fused` or `native` (a `native` that cannot load runs its fallback).
         spec, weights, data: the validated model, keras-layout weights, the `InputData`.
         timed: how many passes will be timed (0 = one pass): compiling pays only for many.
+
+    Returns:
+        The function; its `engine` attribute names the engine that runs.
     """
     import tensorflow as tf
 
+    engine = resolve_engine(engine, spec, data.x.shape)
     x = tf.constant(data.x)
     lengths = None if data.lengths is None else tf.constant(data.lengths)
     state = {name: tf.constant(value) for name, value in data.initial_state.items()}
@@ -61,12 +102,31 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
             arrays = stack(x, lengths=lengths, initial_state=state, return_gates=True)
             return {**arrays, "output": arrays[last]}
 
+        run_fused.engine = engine
         return run_fused
+    if engine == "native":
+        from lstm_exp.compute.native.engine import NativeLSTMStack
+
+        native = NativeLSTMStack(weights)
+        call = tf.function(native.__call__) if timed else native.__call__
+        last = f"layer_{len(spec.units) - 1}/sequence"
+
+        def run_native():
+            arrays = call(x, lengths, state, True)
+            return {**arrays, "output": arrays[last]}
+
+        run_native.engine = engine
+        return run_native
     from lstm_exp.compute.keras_stack import KerasStack
 
     stack = KerasStack(spec, weights, data.x.shape[-1])
     call = tf.function(stack.__call__) if timed else stack.__call__
-    return lambda: call(x, lengths, state)
+
+    def run_keras():
+        return call(x, lengths, state)
+
+    run_keras.engine = engine
+    return run_keras
 
 
 def time_forward(run_once, repeat: int) -> float:

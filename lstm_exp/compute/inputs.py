@@ -1,15 +1,17 @@
 """The run's input arrays: the sequences, their lengths and the initial states (NumPy only)."""
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lstm_exp.compute.files import DEFAULT_BUDGET, FLOAT32_MAX, read_csv, read_npy, read_npz
 from lstm_exp.compute.reference import directions
 from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
+
+WITHIN_FLOAT32 = "finite numbers within float32's range (|x| <= 3.4e38)"
 
 
 @dataclass
@@ -26,8 +28,8 @@ def _as_sequences(key: str, source: object, array: np.ndarray) -> tuple[np.ndarr
     if array.ndim not in (2, 3) or 0 in array.shape:
         allowed = f"a non-empty array of rank 2 (B, F) or 3 (B, T, F); got shape {array.shape}"
         raise ConfigError(key, source, allowed)
-    if not np.all(np.isfinite(array)):
-        raise ConfigError(key, source, "finite numbers (no NaN or infinity)")
+    if not np.all(np.abs(array) <= FLOAT32_MAX):  # False for NaN; beyond float32 would become inf
+        raise ConfigError(key, source, WITHIN_FLOAT32)
     one_step = array.ndim == 2
     return (array[:, None, :] if one_step else array).astype(np.float32), one_step
 
@@ -40,6 +42,8 @@ def _from_values(values: object) -> np.ndarray:
     plain = _plain(values)
     try:
         array = np.array(plain, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64, e.g. 10**400
+        raise ConfigError("input.values", plain, WITHIN_FLOAT32) from None
     except (ValueError, TypeError):
         raise ConfigError(
             "input.values", plain, "a rectangular nested list of numbers (B, F) or (B, T, F)"
@@ -55,40 +59,21 @@ def _has_non_numbers(value: object) -> bool:
     return isinstance(value, bool | str) or value is None
 
 
-def _from_file(path_text: str) -> np.ndarray:
-    path = Path(path_text)
-    allowed = "an existing .npy, .npz or .csv file of numbers"
-    if not path.is_file():
-        raise ConfigError("input.path", path_text, allowed)
-    if path.stat().st_size == 0:
-        raise ConfigError("input.path", path_text, allowed + " (the file is empty)")
-    try:
-        if path.suffix == ".csv":
-            # A CSV holds one sequence: a row per time step, a column per feature -> (1, T, F).
-            return np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)[None]
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.keys())
-                name = "input" if "input" in names else names[0] if len(names) == 1 else None
-                if name is None:
-                    allowed = "an .npz with an 'input' array or a single array"
-                    raise ConfigError("input.path", path_text, allowed)
-                array = archive[name]
-        elif path.suffix == ".npy":
-            with path.open("rb") as handle:  # np.load takes any other bytes for a refused pickle
-                if handle.read(6) != np.lib.format.MAGIC_PREFIX:
-                    raise ConfigError("input.path", path_text, f"{allowed} (not a NumPy .npy file)")
-            array = np.load(path, allow_pickle=False)  # never unpickle a user's file
-        else:
-            raise ConfigError("input.path", path_text, allowed)
-    except ConfigError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        reason = "pickled object arrays are refused" if "pickle" in str(error) else "unreadable"
-        raise ConfigError("input.path", path_text, f"{allowed} ({reason})") from None
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise ConfigError("input.path", path_text, f"{allowed}; found dtype {array.dtype}")
-    return array.astype(np.float64)
+def _from_file(path_text: str, budget: int) -> np.ndarray:
+    key, allowed = "input.path", "an existing .npy, .npz or .csv file of numbers"
+    suffix = Path(path_text).suffix
+    if suffix == ".csv":
+        # A CSV holds one sequence: a row per time step, a column per feature -> (1, T, F).
+        return read_csv(path_text, key, budget, allowed)[None]
+    if suffix == ".npy":
+        return read_npy(path_text, key, budget, allowed)
+    if suffix == ".npz":
+        arrays = read_npz(path_text, key, budget, allowed)
+        name = "input" if "input" in arrays else next(iter(arrays)) if len(arrays) == 1 else None
+        if name is None:
+            raise ConfigError(key, path_text, "an .npz with an 'input' array or a single array")
+        return arrays[name]
+    raise ConfigError(key, path_text, allowed)
 
 
 def planned_shape(inp: DictConfig) -> tuple[int, int, int] | None:
@@ -98,12 +83,16 @@ def planned_shape(inp: DictConfig) -> tuple[int, int, int] | None:
     return None
 
 
-def load_sequences(inp: DictConfig, seed: int) -> tuple[np.ndarray, bool]:
-    """The input as (B, T, F) float32, and whether it was given as one step (B, F)."""
+def load_sequences(inp: DictConfig, seed: int, budget: int = DEFAULT_BUDGET) -> tuple[np.ndarray, bool]:
+    """The input as (B, T, F) float32, and whether it was given as one step (B, F).
+
+    `budget`: bytes a file's arrays may take (`run.max_memory_gb`), checked before it is read.
+    """
     if inp["values"] is not None:
         return _as_sequences("input.values", _plain(inp["values"]), _from_values(inp["values"]))
     if inp.path is not None:
-        return _as_sequences("input.path", inp.path, _from_file(inp.path))
+        array = _from_file(inp.path, budget).astype(np.float64)  # the budget counted this copy
+        return _as_sequences("input.path", inp.path, array)
     rng = np.random.default_rng([seed, 7])  # a stream of its own: weights use [seed, k, n]
     shape = (inp.batch, inp.timesteps, inp.features)
     if inp.distribution == "uniform":
@@ -125,7 +114,7 @@ def check_lengths(lengths: object, batch: int, steps: int) -> np.ndarray | None:
 
 
 def initial_states(
-    setting: str, spec: ModelSpec, batch: int, seed: int
+    setting: str, spec: ModelSpec, batch: int, seed: int, budget: int = DEFAULT_BUDGET
 ) -> dict[str, np.ndarray]:
     """Per-layer initial h and c: `zeros` (empty dict), `random` (seeded) or read from an .npz."""
     if setting == "zeros":
@@ -139,19 +128,12 @@ def initial_states(
     if setting == "random":
         rng = np.random.default_rng([seed, 11])
         return {n: rng.uniform(-1.0, 1.0, s).astype(np.float32) for n, s in expected.items()}
-    path = Path(setting)
     allowed = "zeros, random, or an .npz holding " + ", ".join(f"{n} {s}" for n, s in expected.items())
-    if path.suffix != ".npz" or not path.is_file():
+    if Path(setting).suffix != ".npz":
         raise ConfigError("input.initial_state", setting, allowed)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            found = {n: archive[n] for n in archive.keys()}
-    except (ValueError, OSError, zipfile.BadZipFile):
-        raise ConfigError("input.initial_state", setting, allowed + " (unreadable)") from None
+    found = read_npz(setting, "input.initial_state", budget, allowed)  # finite, within float32
     for name, shape in expected.items():
         if name not in found or found[name].shape != shape:
             got = found[name].shape if name in found else "missing"
             raise ConfigError("input.initial_state", setting, f"{allowed}; {name} is {got}")
-        if not np.all(np.isfinite(found[name])):
-            raise ConfigError("input.initial_state", setting, f"finite numbers in {name}")
     return {n: found[n].astype(np.float32) for n in expected}

@@ -7,7 +7,8 @@ notebook API and `rerun`.
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from omegaconf import DictConfig
@@ -16,8 +17,11 @@ from lstm_exp.compute.engines import build_forward, choose_engine, forward_flops
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.inputs import InputData, check_lengths, initial_states, load_sequences, planned_shape
 from lstm_exp.compute.reference import max_abs_err, reference_forward
+from lstm_exp.compute.tasks import held_out
 from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
+from lstm_exp.compute.training import TrainResult, train  # TensorFlow is imported only when it trains
 from lstm_exp.compute.weights import load_weights
+from lstm_exp.config.task_validate import validate_task
 from lstm_exp.config.validate import (
     ModelSpec,
     estimate_bytes,
@@ -54,6 +58,7 @@ class Result:
     spec: ModelSpec
     engine: str
     timings: dict[str, float] = field(default_factory=dict)  # seconds, and forward_ms when timed
+    training: TrainResult | None = None  # with a task: losses per epoch, baseline, trained weights
 
 
 def _check_memory(cfg: DictConfig, spec: ModelSpec, shape: tuple[int, int, int], one_step: bool):
@@ -71,22 +76,29 @@ def _check_memory(cfg: DictConfig, spec: ModelSpec, shape: tuple[int, int, int],
 
 def prepare(cfg: DictConfig) -> Prepared:
     """Validates the config and builds the NumPy inputs and weights (no TensorFlow)."""
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError("seed", cfg.seed, "a non-negative integer")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= 2**32 - 1:
+        raise ConfigError("seed", cfg.seed, "an integer from 0 to 2**32-1 (NumPy's and Keras's seed range)")
     spec = validate_model(cfg.model)
     validate_input_settings(cfg.input)
     validate_run_settings(cfg.run)
     validate_tracking(cfg.tracking)
-    planned = planned_shape(cfg.input)
+    validate_task(cfg.task, spec)
+    planned = planned_shape(cfg.input) if cfg.task.name == "none" else None
     if planned:  # refuse before allocating
         _check_memory(cfg, spec, planned, one_step=False)
-    x, one_step = load_sequences(cfg.input, cfg.seed)
+    budget = int(cfg.run.max_memory_gb * 2**30)  # bytes a file's arrays may take, checked before reading
+    if cfg.task.name == "none":
+        x, one_step = load_sequences(cfg.input, cfg.seed, budget)
+    else:  # task (issue 12): after training, the forward pass and analyses run on held-out sequences
+        if cfg.input.lengths is not None:
+            raise ConfigError("input.lengths", cfg.input.lengths, f"null with task={cfg.task.name}")
+        x, one_step = held_out(cfg.task, cfg.seed)[0], False
     batch, steps, features = x.shape
     _check_memory(cfg, spec, x.shape, one_step)
     lengths = check_lengths(cfg.input.lengths, batch, steps)
-    state = initial_states(cfg.input.initial_state, spec, batch, cfg.seed)
+    state = initial_states(cfg.input.initial_state, spec, batch, cfg.seed, budget)
     if cfg.model.weights.path:
-        weights = load_weights(cfg.model.weights, spec, features)
+        weights = load_weights(cfg.model.weights, spec, features, budget)
     else:
         weights = initial_weights(spec, features, cfg.seed)
     shapes = expected_shapes(spec, batch, steps, features, one_step)
@@ -94,12 +106,18 @@ def prepare(cfg: DictConfig) -> Prepared:
     return Prepared(spec, InputData(x, one_step, lengths, state), weights, shapes, engine)
 
 
-def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
+def execute(
+    cfg: DictConfig,
+    prepared: Prepared | None = None,
+    on_epoch: Callable[[int, float, float, float], None] | None = None,
+) -> Result:
     """Runs the experiment described by `cfg`.
 
     Args:
         cfg: a composed config (see `lstm_exp.config.compose`).
         prepared: the output of `prepare(cfg)`, when the caller already validated.
+        on_epoch: with a task, called after each training epoch as
+            on_epoch(epoch, train_loss, val_loss, seconds) (see `training.train`).
 
     Returns:
         A `Result` whose arrays have exactly the expected shapes.
@@ -109,6 +127,14 @@ def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
     prepared = prepared or prepare(cfg)
     spec, data = prepared.spec, prepared.data
     timings["prepare_s"] = time.perf_counter() - start
+
+    training = None
+    if cfg.task.name != "none":  # task (issue 12): train first; the forward pass runs the trained stack
+        with quiet_native_stderr():  # TensorFlow's start-up notices; the epochs' progress stays live
+            load_tensorflow(cfg.seed)
+        training = train(cfg.task, spec, prepared.weights, cfg.seed, on_epoch)
+        prepared = replace(prepared, weights=training.weights)
+        timings["train_s"] = training.train_s
 
     with quiet_native_stderr():
         start = time.perf_counter()
@@ -129,6 +155,8 @@ def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
     error = max_abs_err(arrays, expected)
     timings["reference_s"] = time.perf_counter() - start
 
+    if cfg.run.inject_fault == "pause":
+        _wait_for_release()
     if cfg.run.inject_fault == "forward":
         raise RuntimeError("fault injected after the forward pass (run.inject_fault=forward)")
     arrays["input"] = data.x[:, 0] if data.one_step else data.x
@@ -137,7 +165,7 @@ def execute(cfg: DictConfig, prepared: Prepared | None = None) -> Result:
     _check_shapes(arrays, prepared.expected_shapes)
     if not math.isfinite(error):
         error = float("inf")
-    return Result(arrays, prepared.weights, prepared.expected_shapes, error, spec, engine, timings)
+    return Result(arrays, prepared.weights, prepared.expected_shapes, error, spec, engine, timings, training)
 
 
 def _check_shapes(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:
@@ -147,3 +175,18 @@ def _check_shapes(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, 
         diff = {n: (expected.get(n), actual.get(n)) for n in set(actual) | set(expected)
                 if expected.get(n) != actual.get(n)}
         raise RuntimeError(f"array shapes differ from those the config implies (expected, actual): {diff}")
+
+
+RELEASE_FILE = "lstm_exp_release"  # tests only: run.inject_fault=pause waits for it in the launch dir
+RELEASE_WAIT_S = 300
+
+
+def _wait_for_release() -> None:
+    """Tests only: holds the job, its run open, until the test has broken something (a bounded wait)."""
+    from pathlib import Path
+
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while not Path(RELEASE_FILE).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"run.inject_fault=pause: no {RELEASE_FILE} within {RELEASE_WAIT_S} s")
+        time.sleep(0.1)

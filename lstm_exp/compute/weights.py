@@ -1,11 +1,13 @@
 """Reading `model.weights.path` in any layout and checking it against the model (NumPy, no MLflow)."""
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
+from lstm_exp.compute import files
 from lstm_exp.compute.layouts import (
     check_convertible,
     checkpoint_names,
@@ -80,32 +82,22 @@ def check_weights(
     return {name: np.asarray(weights[name], np.float32) for name in expected}
 
 
-def read_npz(path: Path, key: str) -> dict[str, np.ndarray]:
-    """Reads every array of an .npz, refusing pickles."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.keys()}
-    except (ValueError, OSError) as error:
-        raise ConfigError(key, str(path), f"a readable .npz of weights ({error})") from None
+def read_npz(path: Path, key: str, budget: int = files.DEFAULT_BUDGET) -> dict[str, np.ndarray]:
+    """Reads every array of an .npz of weights (see `files.read_npz`: checked, never unpickled)."""
+    return files.read_npz(path, key, budget, "a readable .npz of weights")
 
 
-def read_checkpoint(prefix: str, key: str, source: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read_checkpoint(
+    prefix: str, key: str, source: str, budget: int = files.DEFAULT_BUDGET
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Reads a TF1 checkpoint's LSTM variables as tf1-layout arrays.
 
     Returns:
         (arrays by tf1 name, {tf1 name: checkpoint variable} so that errors name what the user has).
     """
-    from lstm_exp.compute.tf_runtime import quiet_native_stderr
+    found: dict[str, str] = {}
 
-    with quiet_native_stderr():
-        import tensorflow as tf
-
-        try:
-            reader = tf.train.load_checkpoint(prefix)
-        except (tf.errors.OpError, ValueError) as error:
-            reason = " ".join(str(error).split())[:200]
-            raise ConfigError(key, source, f"a readable TF1 checkpoint ({reason})") from None
-        variables = sorted(reader.get_variable_to_shape_map())
+    def select(variables: list[str]) -> list[str]:
         names, clashes = checkpoint_names(variables)
         if clashes:
             name, first, second = clashes[0]
@@ -116,19 +108,26 @@ def read_checkpoint(prefix: str, key: str, source: str) -> tuple[dict[str, np.nd
                 variables[:8]
             )
             raise ConfigError(key, source, allowed)
-        return {name: reader.get_tensor(var) for name, var in names.items()}, names
+        found.update(names)
+        return list(names.values())
+
+    arrays = files.read_checkpoint(prefix, key, budget, select)
+    return {name: arrays[var] for name, var in found.items()}, found
 
 
 def _checkpoint_prefix(source: str) -> str | None:
     # TF1's Saver writes PREFIX.index and PREFIX.data-*; users pass PREFIX, sometimes PREFIX.index.
-    if source.endswith(".index") and Path(source).is_file():
+    # os.path.isfile is False for any OSError (a name too long, a loop), where Path.is_file raises.
+    if source.endswith(".index") and os.path.isfile(source):
         return source[: -len(".index")]
-    if not source.endswith(".npz") and Path(source + ".index").is_file():
+    if not source.endswith(".npz") and os.path.isfile(source + ".index"):
         return source
     return None
 
 
-def load_weights(weights_cfg: DictConfig, spec: ModelSpec, features: int) -> dict[str, np.ndarray]:
+def load_weights(
+    weights_cfg: DictConfig, spec: ModelSpec, features: int, budget: int = files.DEFAULT_BUDGET
+) -> dict[str, np.ndarray]:
     """Reads `model.weights.path` (an .npz in any layout, or a TF1 checkpoint prefix) into the keras layout.
 
     Args:
@@ -136,6 +135,7 @@ def load_weights(weights_cfg: DictConfig, spec: ModelSpec, features: int) -> dic
             `forget_bias` (TF1's run-time forget bias, added to a tf1 bias's forget slice).
         spec: the validated model.
         features: F, the input's last dimension.
+        budget: bytes the file's arrays may take (`run.max_memory_gb`), checked before reading.
 
     Raises:
         ConfigError: unreadable file, a layout that does not fit the model, or a missing,
@@ -147,10 +147,10 @@ def load_weights(weights_cfg: DictConfig, spec: ModelSpec, features: int) -> dic
     if prefix is not None:
         if layout not in ("auto", "tf1"):
             raise ConfigError("model.weights.layout", layout, "tf1 or auto for a TF1 checkpoint")
-        raw, labels = read_checkpoint(prefix, key, source)
+        raw, labels = read_checkpoint(prefix, key, source, budget)
         layout = "tf1"
-    elif source.endswith(".npz") and Path(source).is_file():
-        raw = read_npz(Path(source), key)
+    elif source.endswith(".npz"):
+        raw = read_npz(source, key, budget)
     else:
         raise ConfigError(key, source, "an existing .npz file of weights or a TF1 checkpoint prefix")
     if layout == "auto":

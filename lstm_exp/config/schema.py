@@ -9,6 +9,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from lstm_exp.config.task_schema import TaskConfig
+
 
 @dataclass
 class WeightsConfig:
@@ -27,7 +29,7 @@ class ModelConfig:
     cell_clip: float | None = None  # TF1 LSTMCell(cell_clip=...)
     proj_size: int | None = None  # TF1 num_proj, PyTorch proj_size
     proj_clip: float | None = None  # TF1 LSTMCell(proj_clip=...)
-    implementation: str = "auto"  # auto | keras | fused
+    implementation: str = "auto"  # auto | keras | fused | native
     weights: WeightsConfig = field(default_factory=WeightsConfig)
 
 
@@ -58,6 +60,7 @@ class RunConfig:
     repeat: int = 0  # timed forward passes after a warm-up; 0 = none
     max_memory_gb: float = 8.0  # refuse configs whose arrays would need more
     inject_fault: str | None = None  # tests only: "forward" raises after the forward pass
+    print_arrays: bool = False  # in a sweep, also print each job's arrays (a single run always does)
 
 
 @dataclass
@@ -69,6 +72,7 @@ class ExperimentConfig:
     input: InputConfig = field(default_factory=InputConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)  # `none`: no training
 
 
 def register() -> None:

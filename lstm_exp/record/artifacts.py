@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+UNPREFIXED_TIMINGS = ("forward_ms",)  # a name users and scripts already compare runs by
+
 
 def carried_states(sequence: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
     """h_t per step with a row's state held after its end (outputs there are zero). (B, T, H)."""
@@ -52,9 +54,22 @@ def run_metrics(result, lengths) -> list[tuple[str, float, int]]:
     last_step = len(next(iter(per_step.values()))) - 1
     scalars = {n: v for n, v in final.items() if n not in per_step}
     scalars["reference_max_abs_err"] = result.reference_max_abs_err
-    scalars.update(result.timings)
+    # The UI groups metrics by the prefix before "/": timings apart from the states and the check.
+    scalars.update({n if n in UNPREFIXED_TIMINGS else f"timing/{n}": v for n, v in result.timings.items()})
     metrics += [(n, float(v), last_step if n.endswith("_norm") else 0) for n, v in scalars.items()]
     return metrics
+
+
+def description_tags(cfg: DictConfig, result) -> dict[str, str]:
+    """The run page's description (`mlflow.note.content`): what ran on what, and how well it checked."""
+    spec = result.spec
+    shape = tuple(result.arrays["output"].shape)
+    note = (f"**{cfg.model.name}**: {spec.cell} {list(spec.units)}"
+            f"{', bidirectional' if spec.bidirectional else ''} on input **{cfg.input.name}** "
+            f"{tuple(result.arrays['input'].shape)} → output {shape}, engine `{result.engine}`, "
+            f"seed {cfg.seed}. Reference check: max |engine − NumPy float64| = "
+            f"{result.reference_max_abs_err:.3g}.")
+    return {"mlflow.note.content": note, "lstm_exp.engine": result.engine}
 
 
 def write_run_directory(out: Path, cfg: DictConfig, result, summary: str) -> Path:

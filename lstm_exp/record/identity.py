@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Keys that change where or whether a run is recorded, not what it computes.
 _NOT_COMPUTATION = ("tracking", "dry_run", "resume", "hydra")
 
@@ -27,10 +27,15 @@ def config_hash(cfg: DictConfig) -> str:
 
 @cache
 def code_version() -> str:
-    """sha256 (16 hex digits) of the package's source files and configs, with or without git."""
+    """sha256 (16 hex digits) of every source file of the package and of the configs it runs with."""
+    from lstm_exp.config.compose import CONFIG_DIR
+
     digest = hashlib.sha256()
-    for path in sorted([*PACKAGE_DIR.glob("*.py"), *PACKAGE_DIR.parent.glob("conf/**/*.yaml")]):
-        digest.update(path.name.encode() + path.read_bytes())
+    # Named relative to their roots, so that a checkout and an installed wheel hash alike.
+    sources = [(p.relative_to(PACKAGE_DIR), p) for p in [*PACKAGE_DIR.rglob("*.py"), *PACKAGE_DIR.rglob("*.cc")]]
+    sources += [(Path("conf") / p.relative_to(CONFIG_DIR), p) for p in CONFIG_DIR.rglob("*.yaml")]
+    for name, path in sorted(set(sources)):
+        digest.update(str(name).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 

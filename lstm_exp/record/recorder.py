@@ -1,158 +1,160 @@
-"""The recorder: a companion process that owns MLflow for the jobs of one lstm_exp process.
+"""The recorder: a companion process that runs `LocalStore` for a single run, so that importing MLflow,
+opening the store and drawing the plots happen on the second core while the job imports TensorFlow.
 
-Why a process: importing MLflow and opening its store (~1.5 s) and drawing the plots cost as much as
-TensorFlow's import. In a companion process they run on the second core while the job imports
-TensorFlow and computes, so a single run starts almost as fast as a plain Keras script.
-
-The job talks to it in JSON lines over a pipe (`Recorder.send` / `receive`); every request is
-answered. The recorder ignores Ctrl-C (the job decides how a run ends) and, should the job's process
-vanish, ends every run it still holds FAILED: no run is left RUNNING.
-
-    open  {tracking, tags, name, parent, resume} -> {run_id, skipped, uri, experiment_id}
-    log   {uri, run_id, folder, metrics, params} -> {}     (draws plots/, logs, ends the run FINISHED)
-    end   {uri, run_id, status, reason}          -> {}
+Only transport lives here: the job sends `{"id", "method", "args"}` lines, the recorder answers each
+with the same id. The job reads only the reply to the request it is waiting for (a stale reply, left
+by an interrupted wait, is dropped by its id), and never waits longer than its timeout. A recorder
+that dies or hangs raises `RecorderError`; `RunRecord` then ends the run from the job's own process.
+Should the job's process vanish, the recorder ends the runs it opened FAILED: none is left RUNNING.
 """
 
-import atexit
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 from lstm_exp.errors import ConfigError
 
-REPLY_TIMEOUT_S = 600  # a reply slower than this means the recorder is stuck
-
 
 class RecorderError(RuntimeError):
-    """The recorder failed a request for a reason other than bad input."""
+    """The recorder died, hung, or failed a request for a reason other than bad input."""
 
 
 class Recorder:
-    """The job's side of the pipe to the companion process."""
+    """The job's side: the same methods as `LocalStore`, carried to the companion process."""
 
     def __init__(self) -> None:
-        self.pending = 0  # requests sent and not yet answered
+        self._next_id = 0
+        self._buffer = b""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lstm_exp.record.recorder"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-            # Its own session: a terminal's Ctrl-C reaches the job alone, even while this starts up.
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            # Its own session: a terminal's Ctrl-C reaches the job alone, which decides the run's end.
             start_new_session=True,
         )
 
-    def send(self, command: str, **fields) -> None:
-        """Sends one request; its answer comes from `receive`."""
-        self.process.stdin.write(json.dumps({"cmd": command, **fields}) + "\n")
-        self.process.stdin.flush()
-        self.pending += 1
+    def send(self, method: str, **args) -> int:
+        """Sends one request; returns its id, for `wait`."""
+        self._next_id += 1
+        line = json.dumps({"id": self._next_id, "method": method, "args": args}, default=str) + "\n"
+        try:
+            self.process.stdin.write(line.encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as error:
+            raise RecorderError(f"the recorder process is gone ({self._exit()}): {error}") from None
+        return self._next_id
 
-    def receive(self) -> dict:
-        """The answer to the oldest unanswered request.
+    def wait(self, request_id: int, method: str, timeout_s: float):
+        """The reply to request `request_id`; replies to earlier requests are dropped.
 
         Raises:
-            ConfigError: the request was refused as bad input (e.g. an unusable tracking store).
-            RecorderError: anything else, including the recorder's death.
+            ConfigError: the store refused the request as bad input (e.g. a deleted experiment).
+            RecorderError: the recorder failed the request, ended, or gave no reply within `timeout_s`.
         """
-        line = self.process.stdout.readline()
-        self.pending -= 1
-        if not line:
-            raise RecorderError(f"the recorder process ended (exit status {self.process.wait()})")
-        reply = json.loads(line)
-        if "config_error" in reply:
-            raise ConfigError(*reply["config_error"])
-        if "error" in reply:
-            raise RecorderError(reply["error"])
-        return reply
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = self._read_line(deadline, method, timeout_s)
+            reply = json.loads(line)
+            if reply.get("id") != request_id:
+                continue  # the answer to a request whose wait was interrupted
+            if "config_error" in reply:
+                raise ConfigError(*reply["config_error"])
+            if "error" in reply:
+                raise RecorderError(f"the recorder failed '{method}': {reply['error']}")
+            return reply["result"]
 
-    def request(self, command: str, **fields) -> dict:
-        """Sends a request and waits for its answer, after those of any earlier ones.
+    def _read_line(self, deadline: float, method: str, timeout_s: float) -> bytes:
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.kill()
+                raise RecorderError(
+                    f"the recorder gave no answer to '{method}' within {timeout_s:g} s (hung or stopped)")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RecorderError(f"the recorder process ended during '{method}' ({self._exit()})")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
 
-        An earlier answer is still due when Ctrl-C interrupted its wait; it is read and dropped, so
-        that this request gets its own.
-        """
-        while self.pending:
-            try:
-                self.receive()
-            except (ConfigError, RecorderError):
-                pass
-        self.send(command, **fields)
-        return self.receive()
+    def _exit(self) -> str:
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "still running"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+    def kill(self) -> None:
+        """Ends a recorder that can no longer be trusted (it gave no answer in time)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
     def close(self) -> None:
-        """Lets the recorder go: every request has been answered, so it has nothing left to do.
+        """Lets the recorder go once every request is answered; it exits on the end of its input.
 
-        Not waiting for it to exit spares the job its interpreter's shutdown (~1 s of MLflow and
-        matplotlib teardown).
+        Not waiting for it spares the job the recorder's interpreter shutdown (~1 s of MLflow teardown).
         """
         if self.process.poll() is None:
             self.process.stdin.close()
 
 
-_recorder: list[Recorder] = []
+class RecorderStore:
+    """`LocalStore`'s interface over a `Recorder`, each call bounded by a timeout."""
 
+    def __init__(self, recorder: Recorder, timeout_s: float) -> None:
+        self.recorder, self.timeout_s = recorder, timeout_s
 
-def recorder() -> Recorder:
-    """This process's recorder, started on first use and reused by later jobs (sweeps)."""
-    if not _recorder or _recorder[0].process.poll() is not None:
-        _recorder[:] = [Recorder()]
-        atexit.register(_recorder[0].close)
-    return _recorder[0]
+    def begin_open(self, **args) -> int:
+        """Starts opening a run; `finish_open` waits for it (meanwhile the job loads TensorFlow)."""
+        return self.recorder.send("open", **args)
+
+    def finish_open(self, request_id: int) -> dict:
+        return self.recorder.wait(request_id, "open", self.timeout_s)
+
+    def open(self, **args) -> dict:
+        return self.finish_open(self.begin_open(**args))
+
+    def log(self, **args) -> None:
+        # Drawing and uploading take longer than a store round trip: a wider, still finite bound.
+        self.recorder.wait(self.recorder.send("log", **args), "log", 10 * self.timeout_s)
+
+    def end(self, **args) -> None:
+        self.recorder.wait(self.recorder.send("end", **args), "end", self.timeout_s)
 
 
 def _serve() -> None:
-    from omegaconf import OmegaConf
+    from lstm_exp.record.local_store import LocalStore
 
-    from lstm_exp.record import artifacts
-    from lstm_exp.record import store as tracking
-
-    clients: dict[str, object] = {}  # tracking URI -> MlflowClient
-    open_runs: dict[str, str] = {}  # run id -> tracking URI, until the run has ended
-
-    def handle(message: dict) -> dict:
-        if message["cmd"] == "open":
-            tracking_cfg = OmegaConf.create(message["tracking"])
-            client, experiment_id = tracking.open_experiment(tracking_cfg)
-            uri = tracking.store_uri(tracking_cfg)
-            clients[uri] = client
-            if message["resume"] and (twin := tracking.finished_twin(client, experiment_id, message["tags"])):
-                return {"run_id": twin, "skipped": True, "uri": uri, "experiment_id": experiment_id}
-            tags = dict(message["tags"])
-            if message["parent"]:
-                tags["mlflow.parentRunId"] = message["parent"]
-            run_id = tracking.start_run(client, experiment_id, message["name"], tags)
-            open_runs[run_id] = uri
-            return {"run_id": run_id, "skipped": False, "uri": uri, "experiment_id": experiment_id}
-        client = clients[message["uri"]]
-        if message["cmd"] == "log":
-            folder = Path(message["folder"])
-            artifacts.draw_plots(folder, message["metrics"])
-            tracking.log_run_directory(client, message["run_id"], folder, message["metrics"],
-                                       message["params"])
-            tracking.end_run(client, message["run_id"], "FINISHED")
-        else:
-            tracking.end_run(client, message["run_id"], message["status"], message.get("reason"))
-        open_runs.pop(message["run_id"], None)
-        return {}
-
+    store = LocalStore()
+    open_runs: dict[str, str] = {}  # run id -> store URI, until the run has ended
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the job, which tells us the outcome
     # Replies get a private copy of stdout; whatever a library prints goes to stderr instead.
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     for line in sys.stdin:
         message = json.loads(line)
+        method, args = message["method"], message["args"]
         try:
-            reply = handle(message)
+            result = getattr(store, method)(**args)
+            reply = {"id": message["id"], "result": result}
         except ConfigError as error:
-            reply = {"config_error": [error.key, error.received, error.allowed]}
+            reply = {"id": message["id"], "config_error": [error.key, error.received, error.allowed]}
         except Exception as error:  # noqa: BLE001 - answered, so that the job can end its run
-            reply = {"error": f"{type(error).__name__}: {error}"}
+            reply = {"id": message["id"], "error": f"{type(error).__name__}: {error}"}
+        if method == "open" and "result" in reply and not reply["result"]["skipped"]:
+            open_runs[reply["result"]["run_id"]] = args["uri"]
+        elif method in ("log", "end"):
+            open_runs.pop(args["run_id"], None)
         channel.write(json.dumps(reply, default=str) + "\n")
-        if message["cmd"] == "open":
-            import lstm_exp.record.plots  # noqa: F401  (matplotlib loads while the job computes, not after)
+        if method == "open":
+            import lstm_exp.record.plots  # noqa: F401  (matplotlib loads while the job computes)
     for run_id, uri in open_runs.items():  # the job's process went away mid-run
-        tracking.end_run(clients[uri], run_id, "FAILED", "the lstm_exp process ended during the run")
+        store.end(uri, run_id, "FAILED", "the lstm_exp process ended during the run")
 
 
 if __name__ == "__main__":

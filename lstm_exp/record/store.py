@@ -1,4 +1,7 @@
-"""MLflow: the store, the experiment, one run's lifecycle and what it logs. The only mlflow importer."""
+"""MLflow's store: opening it, the experiment, and the calls that create, log and end runs.
+
+Only `lstm_exp.record` imports mlflow; `RunRecord` (run_record.py) decides when these calls happen.
+"""
 
 import contextlib
 import fcntl
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from lstm_exp.config.store_checks import sqlite_path
 from lstm_exp.errors import ConfigError
 from lstm_exp.record import identity
 
@@ -22,9 +26,21 @@ PARAM_LIMIT = 500  # longer values (literal inputs) are cut; config.yaml keeps t
 TAG_PREFIX = "lstm_exp."
 
 
+EXPERIMENT_KIND = "custom_model_development"  # the UI's model-training view, not its GenAI one
+
+
 def default_store_uri(uri: str | None) -> str:
-    """`uri`, else `sqlite:///<launch directory>/mlflow.db`."""
-    return uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    """`uri` with a relative SQLite path made absolute, else `sqlite:///<launch directory>/mlflow.db`.
+
+    Example:
+        >>> default_store_uri("sqlite:///runs/mlflow.db")  # launched from /home/me
+        'sqlite:////home/me/runs/mlflow.db'
+    """
+    if not uri:
+        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{sqlite_path(uri, Path.cwd())}"
+    return uri
 
 
 def store_uri(tracking: DictConfig) -> str:
@@ -67,10 +83,13 @@ def check_reachable(uri: str, timeout_s: float) -> None:
     raise ConfigError("tracking.uri", uri, allowed)
 
 
-def open_experiment(tracking: DictConfig):
-    """Connects to the store and returns (client, experiment_id), creating the experiment once."""
-    uri = store_uri(tracking)
-    check_reachable(uri, tracking.timeout_s)
+def open_experiment(uri: str, experiment: str, timeout_s: float):
+    """Connects to the store at `uri` and returns (client, experiment_id), creating the experiment once.
+
+    Raises:
+        ConfigError: the store cannot be opened, or the experiment exists but is deleted.
+    """
+    check_reachable(uri, timeout_s)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -78,19 +97,31 @@ def open_experiment(tracking: DictConfig):
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
     def get_or_create():
-        found = client.get_experiment_by_name(tracking.experiment)
+        found = client.get_experiment_by_name(experiment)
         if found is not None:
+            if found.lifecycle_stage == "deleted":
+                raise ConfigError("tracking.experiment", experiment, (
+                    "an experiment that is not deleted; restore it with `mlflow experiments restore "
+                    f"--experiment-id {found.experiment_id}` (MLFLOW_TRACKING_URI={uri}) "
+                    "or pick another name"))
             return found.experiment_id
         try:
-            return client.create_experiment(tracking.experiment, _artifact_location(uri))
+            return client.create_experiment(experiment, _artifact_location(uri),
+                                            tags={"mlflow.experimentKind": EXPERIMENT_KIND})
         except MlflowException as error:  # another process created it first
             if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code) + str(error):
                 raise
-            return client.get_experiment_by_name(tracking.experiment).experiment_id
+            return client.get_experiment_by_name(experiment).experiment_id
 
-    with _first_use_lock(uri):  # the first request creates and migrates a fresh database
-        client = MlflowClient(tracking_uri=uri)
-        return client, retry_locked(get_or_create)
+    try:
+        with _first_use_lock(uri):  # the first request creates and migrates a fresh database
+            client = MlflowClient(tracking_uri=uri)
+            return client, retry_locked(get_or_create)
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - MLflow and SQLAlchemy raise many kinds for a bad store
+        reason = " ".join(str(error).split())[:300]
+        raise ConfigError("tracking.uri", uri, f"an MLflow store that opens ({reason})") from None
 
 
 @contextlib.contextmanager
@@ -124,10 +155,8 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
 
 
 def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
-    """Model and input names, overrides, code and library versions, the config hash."""
-    import importlib.metadata as md
-
-    versions = {pkg: md.version(pkg) for pkg in ("tensorflow", "keras", "mlflow", "hydra-core", "numpy")}
+    """Model and input names, overrides, the config hash and code version, the source."""
+    commit = identity.git_commit()
     return {
         TAG_PREFIX + "model": cfg.model.name,
         TAG_PREFIX + "input": cfg.input.name,
@@ -135,10 +164,21 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
         TAG_PREFIX + "config_hash": identity.config_hash(cfg),
         TAG_PREFIX + "code_version": identity.code_version(),
         TAG_PREFIX + "seed": str(cfg.seed),
-        "mlflow.source.git.commit": identity.git_commit(),
-        TAG_PREFIX + "versions": " ".join(f"{p}={v}" for p, v in versions.items())
-        + f" python={platform.python_version()}",
+        "mlflow.source.name": "lstm_exp.run",
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.git.commit": commit.removesuffix("+dirty"),
+        TAG_PREFIX + "git_dirty": str(commit.endswith("+dirty")).lower(),
     }
+
+
+def version_tags() -> dict[str, str]:
+    """Versions of the libraries this process has imported, read from the modules themselves.
+
+    Distribution metadata is not used: the same module comes from `tensorflow` or `tensorflow-cpu`.
+    """
+    versions = [f"{name}={getattr(sys.modules[name], '__version__', '?')}"
+                for name in ("tensorflow", "keras", "numpy", "hydra", "mlflow") if name in sys.modules]
+    return {TAG_PREFIX + "versions": " ".join([*versions, f"python={platform.python_version()}"])}
 
 
 def start_run(client, experiment_id: str, name: str, tags: dict[str, str]) -> str:
@@ -162,20 +202,31 @@ def finished_twin(client, experiment_id: str, tags: dict[str, str]) -> str | Non
     return found[0].info.run_id if found else None
 
 
-def log_run_directory(client, run_id: str, folder: Path, metrics: list, params: dict[str, str]) -> None:
-    """Logs a run's metrics and params in batches, its folder as artifacts, and its input as a dataset."""
+def log_run_directory(client, run_id: str, folder: Path, metrics: list, params: dict[str, str],
+                      tags: dict[str, str]) -> None:
+    """Logs a run's metrics, params and tags in batches, its folder as artifacts, its input as a dataset."""
     import numpy as np
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
     metric_list = [Metric(name, float(value), now, int(step)) for name, value, step in metrics]
     param_list = [Param(key, value) for key, value in params.items()]
-    for start in range(0, max(len(metric_list), len(param_list)), 100):  # MLflow's batch limits
+    tag_list = [RunTag(key, value) for key, value in tags.items()]
+    for start in range(0, max(len(metric_list), len(param_list), len(tag_list)), 100):  # MLflow's limits
         retry_locked(lambda s=start: client.log_batch(
-            run_id, metrics=metric_list[s : s + 100], params=param_list[s : s + 100]))
+            run_id, metrics=metric_list[s : s + 100], params=param_list[s : s + 100], tags=tag_list[s : s + 100]))
     retry_locked(lambda: client.log_artifacts(run_id, str(folder)))
     with np.load(folder / "states.npz") as archive:
         log_dataset(client, run_id, archive["input"])
+
+
+def running_children(client, parent_run_id: str) -> list[str]:
+    """Ids of the parent's child runs that are still RUNNING."""
+    experiment_id = retry_locked(lambda: client.get_run(parent_run_id)).info.experiment_id
+    found = retry_locked(lambda: client.search_runs(
+        [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        max_results=5000))
+    return [run.info.run_id for run in found]
 
 
 def log_dataset(client, run_id: str, inputs) -> None:
@@ -191,9 +242,15 @@ def log_dataset(client, run_id: str, inputs) -> None:
                  transient=("database is locked", "duplicate key", "UNIQUE constraint failed"))
 
 
-def ui_command(uri: str, experiment_id: str, run_id: str) -> str:
+def run_page(experiment_id: str, run_id: str | None = None) -> str:
+    """The UI's page of a run (or of the experiment), in its model-training view, not the GenAI one."""
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return page + "?workflowType=machine_learning"
+
+
+def ui_command(uri: str, experiment_id: str, run_id: str | None = None) -> str:
     """The one command that opens the MLflow UI on this store, and where the run is shown in it."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    page = run_page(experiment_id, run_id)
     if uri.startswith("sqlite:///"):
         mlflow = Path(sys.executable).with_name("mlflow")  # the .venv's, wherever this is launched
         command = f"{mlflow if mlflow.exists() else 'mlflow'} ui --backend-store-uri {uri}"

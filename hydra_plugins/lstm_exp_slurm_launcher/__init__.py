@@ -1,0 +1,1 @@
+"""lstm_exp's Slurm launcher (see lstm_exp_slurm_launcher.py)."""

@@ -1,0 +1,29 @@
+"""The launcher `hydra/launcher=slurm` selects: submitit_slurm, whose wait notices lost jobs.
+
+Hydra loads launchers only from the `hydra_plugins` package; the work is in `lstm_exp.cli.slurm_launcher`.
+Imported by Hydra at every start, so it imports nothing heavy. Its instances are pickled into each job.
+"""
+
+from typing import Any
+
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+
+
+class LstmExpSlurmLauncher(SlurmLauncher):
+    """hydra-submitit-launcher's SlurmLauncher; `launch` returns once each job has a result or is lost.
+
+    Args:
+        lost_job_grace_s: how long a job that squeue no longer lists may take to show its result.
+        poll_s: how often the result files and squeue are looked at.
+        params: submitit_slurm's own keys (conf/hydra/launcher/slurm.yaml).
+    """
+
+    def __init__(self, lost_job_grace_s: float = 60, poll_s: float = 5, **params: Any) -> None:
+        super().__init__(**params)
+        self.lost_job_grace_s = float(lost_job_grace_s)
+        self.poll_s = float(poll_s)
+
+    def launch(self, job_overrides, initial_job_idx: int) -> list:
+        from lstm_exp.cli.slurm_launcher import launch
+
+        return launch(self, job_overrides, initial_job_idx)

@@ -1,0 +1,1 @@
+"""lstm_exp's Hydra sweeper (see lstm_exp_sweeper.py)."""

@@ -1,0 +1,161 @@
+"""Sweeps on Slurm that never wait forever: the launch behind `hydra/launcher=slurm`.
+
+hydra-submitit-launcher submits a job array and waits in `job.results()`, and submitit learns that a
+job ended from `sacct`. On a cluster without accounting it never does, and a job cancelled, killed or
+stopped at its time limit leaves no result: the sweep would wait forever. `launch` submits the same job
+array, then watches only each job's result file and `squeue`. A job whose result came back is done; a
+job that squeue no longer lists and whose result has not appeared `lost_job_grace_s` later is lost. A
+lost job, and one whose result is an error raised past our task function (a signal, say), comes back as
+a FAILED JobReturn whose error says why; the sweeper (lstm_exp.cli.sweep) counts it in the summary and
+the exit status and ends the job's run if the job left it open.
+
+The plugin class Hydra instantiates is hydra_plugins/lstm_exp_slurm_launcher (Hydra takes launchers
+from that package only); its knobs are in conf/hydra/launcher/slurm.yaml.
+"""
+
+import getpass
+import logging
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+COMMAND_TIMEOUT_S = 60  # one squeue / scontrol / scancel call
+QUEUE_SILENCE_S = 900  # squeue failing this long (the controller is down) makes every unfinished job lost
+LOST = "left the queue without a result: cancelled, killed, or out of time"
+
+
+class SlurmJobError(RuntimeError):
+    """A sweep's job that Slurm ended without a result from our task."""
+
+
+def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+    """Submits the batch as one job array, as submitit_slurm does, and waits for it without sacct.
+
+    Args:
+        launcher: the `LstmExpSlurmLauncher` (its `params` are submitit_slurm's keys); it is pickled
+            into each job, whose `__call__` is submitit_slurm's.
+        job_overrides: each job's overrides.
+        initial_job_idx: the number of the batch's first job.
+    """
+    import submitit
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import filter_overrides
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    params = dict(launcher.params)
+    executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in queue_keys else f"slurm_{k}": v for k, v in params.items()})
+    sweep = launcher.config.hydra.sweep
+    Path(str(sweep.dir)).mkdir(parents=True, exist_ok=True)
+    if "mode" in sweep:
+        Path(str(sweep.dir)).chmod(int(str(sweep.mode), 8))
+    log.info("Slurm sweep output dir: %s", sweep.dir)
+    overrides = [list(o) for o in job_overrides]
+    numbers = [initial_job_idx + i for i in range(len(overrides))]
+    for number, job in zip(numbers, overrides, strict=True):
+        log.info("\t#%d : %s", number, " ".join(filter_overrides(job)))
+    count = len(numbers)
+    jobs = executor.map_array(launcher, overrides, ["hydra.sweep.dir"] * count, numbers,
+                              [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * count)
+    try:
+        return _wait(launcher, jobs, overrides, numbers)
+    except KeyboardInterrupt:  # the sweep is stopped: so are its jobs
+        subprocess.run(["scancel", *{job.job_id.split("_")[0] for job in jobs}],
+                       capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+        raise
+
+
+def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int]) -> list[JobReturn]:
+    """Each job's JobReturn, once every job has a result or is lost; logs a line when the counts change."""
+    returns: dict[int, JobReturn] = {}
+    left_queue: dict[int, float] = {}  # job index -> when squeue first did not list it
+    last_answer = time.monotonic()
+    progress = None
+    while True:
+        queued = _queued()
+        now = time.monotonic()
+        if queued is not None:
+            last_answer = now
+        for i, job in enumerate(jobs):
+            if i in returns:
+                continue
+            if job.paths.result_pickle.exists():
+                returns[i] = _returned(launcher, job, overrides[i], numbers[i])
+            elif queued is not None and job.job_id not in queued:
+                left_queue.setdefault(i, now)
+                if now - left_queue[i] >= launcher.lost_job_grace_s:
+                    returns[i] = _failed(launcher, job, overrides[i], numbers[i],
+                                         f"{LOST} (Slurm: {_slurm_state(job)})")
+            elif now - last_answer > QUEUE_SILENCE_S:
+                returns[i] = _failed(launcher, job, overrides[i], numbers[i],
+                                     f"is in an unknown state: squeue did not answer for {QUEUE_SILENCE_S} s")
+            else:
+                left_queue.pop(i, None)
+        counts = Counter("in the queue" if queued is None or job.job_id in queued else "leaving the queue"
+                         for i, job in enumerate(jobs) if i not in returns)
+        counts["done"] = len(returns)
+        if counts != progress:
+            progress = counts
+            log.info("Slurm sweep: %s", ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
+        if len(returns) == len(jobs):
+            return [returns[i] for i in range(len(jobs))]
+        time.sleep(launcher.poll_s)
+
+
+def _queued() -> set[str] | None:
+    """Ids (`123_4` for array tasks) of this user's jobs that squeue lists; None if it did not answer."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()],
+                              capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("squeue failed: %s", error)
+        return None
+    if proc.returncode != 0:
+        log.warning("squeue failed (exit %d): %s", proc.returncode, proc.stderr.strip())
+        return None
+    return set(proc.stdout.split())
+
+
+def _returned(launcher, job, overrides: list[str], number: int) -> JobReturn:
+    """The job's own JobReturn, or its failure if what came back is an error raised past the task."""
+    try:
+        return job.results()[0]
+    except Exception as error:  # noqa: BLE001 - submitit's FailedJobError carries the job's trace
+        lines = [line.strip() for line in str(error).splitlines() if line.strip() and line[0] != "-"]
+        cause = next((line for line in reversed(lines) if "Error" in line or "Interrupt" in line
+                      or "Terminated" in line), lines[0] if lines else type(error).__name__)
+        return _failed(launcher, job, overrides, number, f"ended without a result: {cause}")
+
+
+def _failed(launcher, job, overrides: list[str], number: int, reason: str) -> JobReturn:
+    """The job's JobReturn, FAILED with `reason`: the sweeper reports it and ends its run, if open."""
+    sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
+    with open_dict(sweep_config.hydra.job):
+        sweep_config.hydra.job.num = number
+        sweep_config.hydra.job.id = job.job_id
+    output_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+    task_cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
+    return JobReturn(overrides=overrides, cfg=task_cfg, hydra_cfg=sweep_config, working_dir=str(output_dir),
+                     task_name=str(sweep_config.hydra.job.name), status=JobStatus.FAILED,
+                     _return_value=SlurmJobError(f"Slurm job {job.job_id} {reason}"))
+
+
+def _slurm_state(job) -> str:
+    """What Slurm still knows of a job that left the queue: scontrol's state and reason, else sacct's."""
+    try:
+        proc = subprocess.run(["scontrol", "show", "job", "-o", job.job_id], capture_output=True, text=True,
+                              timeout=COMMAND_TIMEOUT_S)
+        fields = dict(f.split("=", 1) for f in proc.stdout.split() if "=" in f)
+        if proc.returncode == 0 and "JobState" in fields:
+            return f"{fields['JobState']}, reason {fields.get('Reason', 'None')}"
+        state = job.get_info(mode="force").get("State")  # sacct: nothing without accounting
+    except (OSError, subprocess.SubprocessError, ValueError) as error:
+        return f"state unknown: {error}"
+    return state or "no record of the job left"

@@ -1,0 +1,135 @@
+"""A `-m` sweep: one MLflow parent run around the jobs, a progress line per job, a summary at the end.
+
+The sweeper (in the launching process, whatever the launcher) owns the parent run; jobs, possibly in
+other processes or on other machines, learn its id from the environment the launcher passes on, and
+send their outcome back as the job's return value.
+"""
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf
+
+from lstm_exp.cli.handover import hand_over
+from lstm_exp.cli.job import JobOutcome
+from lstm_exp.cli.report import format_sweep_table, sweep_counts
+
+PARENT_ENV = "LSTM_EXP_PARENT_RUN"  # the parent run id, for the jobs
+SIZE_ENV = "LSTM_EXP_SWEEP_SIZE"  # how many jobs the sweep has, for their progress lines
+ORPHAN_REASON = "the job ended without ending its run (its process was killed or lost)"
+
+
+def run_sweep(sweeper, arguments: list[str]) -> list:
+    """Hydra's basic sweep, inside the parent run; hands the sweep's exit status to `main`."""
+    config = sweeper.config
+    parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
+    overrides = parser.parse_overrides([*sweeper._parse_config(), *arguments])
+    sweeper.overrides = sweeper.split_arguments(overrides, sweeper.max_batch_size)
+    total = sum(len(batch) for batch in sweeper.overrides)
+    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+
+    parent = _open_parent(config, total)
+    outcomes: list[JobOutcome] = []
+    returns = []
+    with _environment({PARENT_ENV: parent.run_id if parent else "", SIZE_ENV: str(total)}), \
+            (parent or contextlib.nullcontext()):
+        first = 0
+        while not sweeper.is_done():
+            batch = sweeper.get_job_batch()
+            sweeper.validate_batch_is_legal(batch)
+            results = sweeper.launcher.launch(batch, initial_job_idx=first)
+            outcomes += [_outcome(result) for result in results]
+            returns.append(results)
+            first += len(batch)
+        status = _exit_status(outcomes)
+        rows = _rows(returns, outcomes)
+        print(format_sweep_table(rows))
+        print(sweep_counts(outcomes))
+        if parent:
+            from lstm_exp.record import store
+
+            parent.log_summary(rows, {"lstm_exp.jobs": sweep_counts(outcomes)})
+            failed = sum(o.exit_status != 0 for o in outcomes)
+            reason = f"{failed} of {total} jobs failed" if failed else None
+            parent.end("FAILED" if failed else "FINISHED", reason, orphans_reason=ORPHAN_REASON)
+            print(f"sweep parent run {parent.run_id}: "
+                  f"{store.ui_command(parent.uri, parent.experiment_id, parent.run_id)}")
+    hand_over(status)
+    return returns
+
+
+def _open_parent(config: DictConfig, total: int):
+    """The sweep's parent run, or None when nothing is recorded (tracking off, dry run)."""
+    if not config.tracking.enabled or config.dry_run:
+        return None
+    from lstm_exp.config.validate import validate_tracking
+    from lstm_exp.record import store
+    from lstm_exp.record.local_store import LocalStore
+    from lstm_exp.record.run_record import OpenRequest, RunRecord
+
+    validate_tracking(config.tracking)
+    overrides = list(config.hydra.overrides.task)
+    name = config.tracking.run_name or "sweep " + " ".join(overrides)
+    tags = {"lstm_exp.sweep": "parent", "lstm_exp.overrides": " ".join(overrides),
+            "lstm_exp.jobs": f"{total} jobs", "mlflow.source.name": "lstm_exp.run -m"}
+    uri = store.default_store_uri(config.tracking.uri)
+    request = OpenRequest(uri, config.tracking.experiment, config.tracking.timeout_s, tags, name[:250])
+    parent = RunRecord.open(LocalStore(), request)
+    parent.orphans_reason = ORPHAN_REASON
+    return parent
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Sets environment variables for the launcher's jobs, and restores them after the sweep."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _outcome(result: JobReturn) -> JobOutcome:
+    """The job's own outcome, or a FAILED one when the launcher lost the job (killed, cancelled)."""
+    if result.status == JobStatus.COMPLETED and isinstance(result._return_value, JobOutcome):
+        return result._return_value
+    error = result._return_value
+    reason = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    print(f"error: job {result.hydra_cfg.hydra.job.num if result.hydra_cfg else '?'}: {reason}",
+          file=sys.stderr)
+    return JobOutcome(1, "FAILED", error=reason)
+
+
+def _rows(returns: list, outcomes: list[JobOutcome]) -> list[dict]:
+    """One summary row per job, in job order."""
+    results = [r for batch in returns for r in batch]
+    rows = []
+    for index, (result, outcome) in enumerate(zip(results, outcomes, strict=True)):
+        rows.append({
+            "job": index,
+            "overrides": " ".join(result.overrides or []),
+            "status": outcome.status,
+            "seconds": round(outcome.seconds, 2),
+            "run_id": outcome.run_id,
+            "output_shape": outcome.output_shape,
+            **outcome.metrics,
+            "error": outcome.error,
+        })
+    return rows
+
+
+def _exit_status(outcomes: list[JobOutcome]) -> int:
+    """0 when every job succeeded; else 2 if every failure was bad input, else 1."""
+    failed = {o.exit_status for o in outcomes if o.exit_status}
+    return 0 if not failed else 2 if failed == {2} else 1

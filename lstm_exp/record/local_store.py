@@ -1,0 +1,74 @@
+"""MLflow in this process: the store side of a run's life (open, log, end), one method per request.
+
+A sweep's jobs use it directly; a single run reaches the same methods through the recorder process
+(recorder.py), which only carries requests and replies.
+"""
+
+import logging
+from pathlib import Path
+
+from lstm_exp.record import store
+
+log = logging.getLogger(__name__)
+
+
+class LocalStore:
+    """Opens experiments and creates, logs and ends runs; one MLflow client per store URI."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, object] = {}
+
+    def client(self, uri: str):
+        """The client of a store this object opened before (or opens now, for ending a run)."""
+        if uri not in self._clients:
+            from mlflow.tracking import MlflowClient
+
+            self._clients[uri] = MlflowClient(tracking_uri=uri)
+        return self._clients[uri]
+
+    def open(self, uri: str, experiment: str, timeout_s: float, tags: dict[str, str], name: str,
+             parent: str | None, resume: bool) -> dict:
+        """Creates a RUNNING run, or finds the FINISHED twin that `resume` reuses.
+
+        Returns:
+            {"run_id", "experiment_id", "skipped"}: skipped runs are twins, not new runs.
+        """
+        client, experiment_id = store.open_experiment(uri, experiment, timeout_s)
+        self._clients[uri] = client
+        if resume and (twin := store.finished_twin(client, experiment_id, tags)):
+            return {"run_id": twin, "experiment_id": experiment_id, "skipped": True}
+        if parent:
+            tags = {**tags, "mlflow.parentRunId": parent}
+        run_id = store.start_run(client, experiment_id, name, tags)
+        return {"run_id": run_id, "experiment_id": experiment_id, "skipped": False}
+
+    def log(self, uri: str, run_id: str, folder: str, metrics: list, params: dict[str, str],
+            tags: dict[str, str]) -> None:
+        """Draws the plots, logs the run's folder, metrics, params and tags, and ends it FINISHED."""
+        from lstm_exp.record import artifacts
+
+        artifacts.draw_plots(Path(folder), metrics)
+        client = self.client(uri)
+        store.log_run_directory(client, run_id, Path(folder), metrics, params, tags)
+        store.end_run(client, run_id, "FINISHED")
+
+    def end(self, uri: str, run_id: str, status: str, reason: str | None = None,
+            orphans_reason: str | None = None) -> None:
+        """Ends a run FINISHED, FAILED or KILLED with its reason.
+
+        Args:
+            orphans_reason: for a sweep's parent: its children still RUNNING end FAILED (or KILLED
+                with the parent) with this reason; their jobs died before they could end them.
+        """
+        client = self.client(uri)
+        if orphans_reason:
+            child_status = "KILLED" if status == "KILLED" else "FAILED"
+            for child in store.running_children(client, run_id):
+                store.end_run(client, child, child_status, orphans_reason)
+        store.end_run(client, run_id, status, reason)
+
+    def log_summary(self, uri: str, run_id: str, rows: list[dict], tags: dict[str, str]) -> None:
+        """A sweep parent's table of jobs (`sweep_summary.json`, an MLflow table) and its tags."""
+        from lstm_exp.record import summary
+
+        summary.log_summary(self.client(uri), run_id, rows, tags)

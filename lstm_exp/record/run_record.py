@@ -1,0 +1,182 @@
+"""`RunRecord`: the one owner of an MLflow run's life, for single runs, sweep jobs and sweep parents.
+
+    with RunRecord.open(store, request) as record:   # RUNNING
+        ...compute...
+        record.finish(folder, metrics, params, tags)  # FINISHED
+    # an exception inside the block ends the run FAILED with its reason; Ctrl-C or SIGTERM, KILLED
+
+The store is a `LocalStore` (MLflow in this process) or a `RecorderStore` (the companion process).
+If the recorder cannot end the run (dead, hung), the run is ended from this process instead.
+"""
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (`kill`, Slurm's `scancel`, a time limit): the run ends KILLED."""
+
+
+@dataclass
+class OpenRequest:
+    """What opening a run needs: the store, the experiment, the run's tags and name, its parent."""
+
+    uri: str
+    experiment: str
+    timeout_s: float
+    tags: dict[str, str]
+    name: str
+    parent: str | None = None
+    resume: bool = False
+
+
+@dataclass
+class Skipped:
+    """`resume=true` found a FINISHED run of the same config and code: nothing to do."""
+
+    run_id: str
+    experiment_id: str
+
+
+class RunRecord:
+    """One open run; use it as a context manager so that it always ends."""
+
+    def __init__(self, store, uri: str, run_id: str, experiment_id: str, timeout_s: float) -> None:
+        self.store, self.uri, self.run_id, self.experiment_id = store, uri, run_id, experiment_id
+        self.timeout_s = timeout_s
+        self.status: str | None = None  # set once the run has ended
+        # A sweep parent sets this: ending it abnormally also ends its children still RUNNING.
+        self.orphans_reason: str | None = None
+        self._signals = contextlib.ExitStack()
+
+    @classmethod
+    def open(cls, store, request: OpenRequest, meanwhile: Callable[[], None] | None = None):
+        """Opens a run (or finds its twin when resuming); `meanwhile` runs while the store works.
+
+        Returns:
+            A `RunRecord`, or `Skipped` when `request.resume` found the run already recorded.
+
+        Raises:
+            ConfigError: the store refused (unreachable, deleted experiment, ...); no run exists.
+        """
+        args = vars(request)
+        if hasattr(store, "begin_open"):  # the recorder opens the store while `meanwhile` runs here
+            pending = store.begin_open(**args)
+            try:
+                if meanwhile:
+                    meanwhile()
+            except BaseException as error:
+                opened = store.finish_open(pending)
+                if not opened["skipped"]:
+                    cls(store, request.uri, opened["run_id"], opened["experiment_id"],
+                        request.timeout_s)._end_anyway(*_status_of(error))
+                raise
+            opened = store.finish_open(pending)
+        else:
+            opened = store.open(**args)
+            if meanwhile:
+                meanwhile()
+        if opened["skipped"]:
+            return Skipped(opened["run_id"], opened["experiment_id"])
+        return cls(store, request.uri, opened["run_id"], opened["experiment_id"], request.timeout_s)
+
+    def finish(self, folder: str, metrics: list, params: dict[str, str], tags: dict[str, str]) -> None:
+        """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED."""
+        self.store.log(uri=self.uri, run_id=self.run_id, folder=folder, metrics=metrics, params=params,
+                       tags=tags)
+        self.status = "FINISHED"
+
+    def log_summary(self, rows: list[dict], tags: dict[str, str]) -> None:
+        """A sweep parent's table of jobs (an MLflow table) and its tags; the run stays open."""
+        self.store.log_summary(uri=self.uri, run_id=self.run_id, rows=rows, tags=tags)
+
+    def end(self, status: str, reason: str | None = None, orphans_reason: str | None = None) -> None:
+        """Ends the run with `status` (a sweep parent also ends its children still RUNNING)."""
+        self.store.end(uri=self.uri, run_id=self.run_id, status=status, reason=reason,
+                       orphans_reason=orphans_reason)
+        self.status = status
+
+    def _end_anyway(self, status: str, reason: str, orphans_reason: str | None = None) -> None:
+        """Ends the run; if its store cannot, from this process; the error that ended it stands."""
+        try:
+            self.end(status, reason, orphans_reason)
+            return
+        except Exception as error:  # noqa: BLE001 - the first error is the one reported
+            first = error
+        from lstm_exp.record.local_store import LocalStore
+
+        try:
+            LocalStore().end(self.uri, self.run_id, status, f"{reason} (then: {first})", orphans_reason)
+            self.status = status
+        except Exception as error:  # noqa: BLE001
+            log.error("could not end run %s as %s: %s; then %s", self.run_id, status, first, error)
+
+    def __enter__(self) -> "RunRecord":
+        self._signals.enter_context(_signals_kept())
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        try:
+            self._signals.close()
+        except (KeyboardInterrupt, Terminated) as late:  # a signal that came while the block finished
+            if self.status == "FINISHED":
+                raise
+            error = error or late
+        if self.status is None:
+            status, reason = _status_of(error) if error else ("FAILED", "the run ended without its results")
+            self._end_anyway(status, reason, self.orphans_reason)
+        return False
+
+
+def _status_of(error: BaseException) -> tuple[str, str]:
+    if isinstance(error, KeyboardInterrupt):
+        return "KILLED", "interrupted (Ctrl-C)"
+    if isinstance(error, Terminated):
+        return "KILLED", "terminated (SIGTERM: kill, scancel or a time limit)"
+    return "FAILED", f"{type(error).__name__}: {error}"
+
+
+@contextlib.contextmanager
+def _signals_kept():
+    """SIGTERM raises `Terminated`; a Ctrl-C that Python dropped is raised after the block.
+
+    A KeyboardInterrupt raised inside a finalizer (a garbage-collected weakref callback, as SQLAlchemy
+    and TensorFlow leave many) is printed as "Exception ignored" and lost; the run would go on.
+    """
+    # Signals reach the main thread only; a handler other than Python's own is left to its owner.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen = []
+
+    def interrupt(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    def unraisable(info):  # the dropped interrupt is raised below; its traceback is noise
+        if info.exc_type is not KeyboardInterrupt:
+            previous_hook(info)
+
+    own_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    previous_int = signal.signal(signal.SIGINT, interrupt) if own_sigint else None
+    previous_term = signal.signal(signal.SIGTERM, terminate)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    try:
+        yield
+    finally:
+        if own_sigint:
+            signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+        sys.unraisablehook = previous_hook
+    if seen:  # reached only when the block ended normally despite the interrupt
+        raise KeyboardInterrupt

@@ -1,0 +1,168 @@
+"""The native C++ LSTM engine against the float64 NumPy reference, its fallback and its build cache.
+
+Tolerance: 1e-6 absolute (everything in float32; observed errors are ~1e-7 with the app's initializers).
+"""
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+import lstm_exp
+from lstm_exp.compute.engines import build_forward, resolve_engine
+from lstm_exp.compute.initializers import initial_weights
+from lstm_exp.compute.inputs import InputData
+from lstm_exp.compute.native import build
+from lstm_exp.compute.reference import max_abs_err, reference_forward
+from lstm_exp.config.validate import ModelSpec
+
+ATOL = 1e-6
+CASES = {  # name: (B, T, F, units, with lengths, with initial state)
+    "tutorial": (2, 3, 6, [4, 5], False, False),
+    "odd-batch-three-layers": (3, 7, 5, [5, 17, 130], True, True),
+    "batch-33-one-step": (33, 1, 4, [17], False, True),
+    "batch-33-lengths": (33, 12, 9, [130, 5], True, True),
+    "unit-multiple-of-16": (5, 6, 3, [32, 16], True, False),
+}
+
+
+@pytest.fixture(scope="session")
+def native():
+    """The op, built (or found in the user's cache) once for the whole session."""
+    from lstm_exp.compute.native.engine import load
+
+    try:
+        load()
+    except build.NativeBuildError as err:
+        pytest.skip(f"the native op cannot be built here: {err}")
+    from lstm_exp.compute.native.engine import NativeLSTMStack
+
+    return NativeLSTMStack
+
+
+def make_case(name):
+    batch, steps, feats, units, with_lengths, with_state = CASES[name]
+    rng = np.random.default_rng(len(name))
+    spec = ModelSpec("lstm", tuple(units), implementation="native")
+    x = rng.standard_normal((batch, steps, feats)).astype(np.float32)
+    lengths = rng.integers(1, steps + 1, batch).astype(np.int32) if with_lengths else None
+    if lengths is not None:
+        lengths[0] = 1  # a row that stops after its first step
+    state = ({f"layer_{k}/{p}": rng.uniform(-1, 1, (batch, u)).astype(np.float32)
+              for k, u in enumerate(units) for p in "hc"} if with_state else {})
+    return spec, initial_weights(spec, feats, seed=len(name)), InputData(x, False, lengths, state)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_float64_reference(native, case):
+    spec, weights, data = make_case(case)
+    got = {k: np.asarray(v) for k, v in native(weights)(data.x, data.lengths, data.initial_state,
+                                                        return_gates=True).items()}
+    want = reference_forward(spec, weights, data.x, data.lengths, data.initial_state)
+    assert set(got) == set(want) - {"output"}
+    assert all(v.dtype == np.float32 for v in got.values())
+    assert max_abs_err(got, want) <= ATOL
+    if data.lengths is not None:  # past a row's length: zero outputs and gates, state carried
+        top = len(spec.units) - 1
+        assert not got[f"layer_{top}/sequence"][0, 1:].any()
+        assert not got["layer_0/gates/f"][0, 1:].any()
+    # Threads split the rows, so one thread computes every row bit for bit alike.
+    single = native(weights, max_threads=1)(data.x, data.lengths, data.initial_state, return_gates=True)
+    for key, value in single.items():
+        np.testing.assert_array_equal(np.asarray(value), got[key], err_msg=key)
+
+
+def test_graph_mode_with_unknown_batch_and_time(native):
+    import tensorflow as tf
+
+    spec, weights, data = make_case("batch-33-lengths")
+    stack = native(weights)
+    fn = tf.function(lambda x, lengths: stack(x, lengths)["layer_1/sequence"],
+                     input_signature=[tf.TensorSpec((None, None, 9)), tf.TensorSpec((None,), tf.int32)])
+    for rows in (33, 4):
+        x, lengths = data.x[:rows], data.lengths[:rows]
+        want = reference_forward(spec, weights, x, lengths)["layer_1/sequence"]
+        assert np.abs(fn(x, lengths).numpy() - want).max() <= ATOL
+    assert fn.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("timed", [0, 5])
+def test_build_forward_mirrors_fused(native, timed):
+    spec, weights, data = make_case("odd-batch-three-layers")
+    run = build_forward("native", spec, weights, data, timed)
+    fused = {k: np.asarray(v) for k, v in build_forward("fused", spec, weights, data, 0)().items()}
+    got = {k: np.asarray(v) for k, v in run().items()}
+    assert run.engine == "native"
+    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in fused.items()}
+    assert max_abs_err(got, reference_forward(spec, weights, data.x, data.lengths,
+                                              data.initial_state)) <= ATOL
+
+
+def test_through_the_config(native):
+    result = lstm_exp.execute(lstm_exp.compose("tracking.enabled=false", "model=stacked",
+                                                      "model.implementation=native"))
+    assert result.engine == "native"
+    assert result.reference_max_abs_err <= ATOL
+    assert result.arrays["output"].shape == (2, 3, 5)
+
+
+@pytest.mark.parametrize("env", [{build.DISABLE_ENV: "1"}, {"CXX": "/nonexistent/c++"}])
+def test_falls_back_to_fused_with_one_warning(env, monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing cached: CXX must be used
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec, weights, data = make_case("odd-batch-three-layers")
+    with caplog.at_level(logging.WARNING, logger="lstm_exp.compute.engines"):
+        assert resolve_engine("native", spec, data.x.shape) == "fused"
+    assert len(caplog.records) == 1 and "native" in caplog.records[0].getMessage()
+    run = build_forward("native", spec, weights, data, 0)
+    assert run.engine == "fused"
+    got = {k: np.asarray(v) for k, v in run().items()}
+    assert max_abs_err(got, reference_forward(spec, weights, data.x, data.lengths,
+                                              data.initial_state)) <= ATOL
+    auto = ModelSpec("lstm", (4, 5))
+    assert resolve_engine("native", auto, (2, 3, 6)) == "keras"  # what auto picks without native
+
+
+BUILDER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {repo!r})
+    from lstm_exp.compute.native import build
+    print(build.library_path())
+""")
+
+
+@pytest.mark.slow
+def test_two_processes_build_once_into_the_cache(tmp_path):
+    log = tmp_path / "compiles.log"
+    compiler = tmp_path / "logging-c++"
+    # Slow enough that the second process finds the first one holding the lock.
+    compiler.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\nsleep 2\nexec g++ \"$@\"\n")
+    compiler.chmod(0o755)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "CXX": str(compiler),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(build.DISABLE_ENV, None)
+    script = BUILDER.format(repo=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=build.LOCK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+                p.wait()
+            raise
+        assert proc.returncode == 0, err[-3000:]
+        outs.append(out.strip().splitlines()[-1])
+    assert outs[0] == outs[1]
+    assert outs[0].startswith(str(tmp_path / "cache" / "lstm_exp" / "native"))
+    assert len(log.read_text().splitlines()) == 1  # one compile for both processes
+    folder = os.path.dirname(outs[0])
+    assert sorted(os.listdir(folder)) == [".lock", build.LIBRARY]  # no partial files left behind

@@ -1,0 +1,256 @@
+"""Sweeps on a real Slurm cluster (tests/slurm_cluster.py) through `hydra/launcher=slurm`, faults included.
+
+One cluster with accounting (slurmdbd on MariaDB) and one MLflow server serve every test but the first,
+which starts its own cluster without accounting, where submitit alone would never notice a lost job.
+Every wait is bounded; the tests assert on what happened (statuses, reasons, arrays), never on time.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import error_lines, run_cli
+from mlflow.tracking import MlflowClient
+from services import mlflow_server
+from slurm_cluster import Cluster, slurm_cluster
+from sweeps import read_states
+
+import lstm_exp
+
+# The preset, with a short grace and poll for a local filesystem and an idle test cluster.
+SLURM = ("hydra/launcher=slurm", "hydra.launcher.poll_s=1", "hydra.launcher.lost_job_grace_s=5")
+SMALL = ("model=stacked", "input=random")
+# A job that runs long enough to be cancelled while its run is open: 2000 time steps per forward pass.
+LONG = (*SMALL, "input.timesteps=2000")
+SWEEP_TIMEOUT_S = 600  # one sweep on the 2-CPU test cluster, TensorFlow's start in each job included
+JOB_START_TIMEOUT_S = 240  # until a job runs (and its MLflow run is open)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlflow")
+    with mlflow_server(f"sqlite:///{folder / 'server.db'}", folder) as url:
+        yield url
+
+
+def tracked(url: str, experiment: str) -> tuple[str, ...]:
+    return ("tracking=server", f"tracking.uri={url}", f"tracking.experiment={experiment}")
+
+
+def start_sweep(cluster: Cluster, *overrides: str, launch: Path) -> subprocess.Popen:
+    """`python -m lstm_exp.run -m` in the background, with Slurm's clients pointed at `cluster`."""
+    command = [sys.executable, "-m", "lstm_exp.run", "-m", *SLURM, *overrides,
+               f"hydra.sweep.dir={launch / 'sweep'}"]
+    return subprocess.Popen(command, cwd=launch, env={**_env(), **cluster.env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _env() -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def finish(proc: subprocess.Popen, timeout_s: float = SWEEP_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """The sweep's exit status and output; a sweep still waiting after `timeout_s` fails the test."""
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the sweep still waited after {timeout_s} s:\n{out[-3000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def sweep(cluster: Cluster, *overrides: str, launch: Path) -> subprocess.CompletedProcess:
+    return run_cli("-m", *SLURM, *overrides, f"hydra.sweep.dir={launch / 'sweep'}", cwd=launch,
+                   env=cluster.env, timeout=SWEEP_TIMEOUT_S)
+
+
+def cancel_job(cluster: Cluster, proc: subprocess.Popen, task: int, opened=lambda: True) -> str:
+    """Cancels array task `task` once squeue shows it RUNNING and `opened()` holds; returns its job id."""
+    def running():
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended before its job {task} could be cancelled: {proc.communicate()}")
+        ids = [j["id"] for j in cluster.jobs() if j["id"].endswith(f"_{task}") and j["state"] == "RUNNING"]
+        return ids[0] if ids and opened() else None
+
+    job_id = cluster.wait_for(running, f"job {task} running", JOB_START_TIMEOUT_S)
+    cluster.command("scancel", job_id)
+    return job_id
+
+
+def sweep_children(client: MlflowClient, experiment: str) -> tuple:
+    """(the experiment's latest parent run, its child runs keyed by their overrides tag)."""
+    exp = client.get_experiment_by_name(experiment)
+    parent = client.search_runs([exp.experiment_id], "tags.`lstm_exp.sweep` = 'parent'",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                  max_results=500)
+    return parent, {c.data.tags["lstm_exp.overrides"]: c for c in children}
+
+
+def job_errors(proc: subprocess.CompletedProcess) -> dict[int, str]:
+    """Job number -> the sweeper's `error: job N: ...` line."""
+    found = {}
+    for line in error_lines(proc):
+        match = re.match(r"error: job (\d+)\b.*?: (.*)", line)
+        if match:
+            found[int(match.group(1))] = match.group(2)
+    return found
+
+
+@pytest.mark.slow
+def test_without_accounting_a_cancelled_job_is_reported_not_awaited(tmp_path):
+    # submitit alone asks sacct, which knows nothing here, and would wait for job 1 forever.
+    with slurm_cluster(tmp_path / "cluster", accounting=False) as bare:
+        launch = tmp_path / "launch"
+        launch.mkdir()
+        start = time.monotonic()
+        proc = start_sweep(bare, *LONG, "tracking.enabled=false", "run.repeat=0,100000", launch=launch)
+        try:
+            job_id = cancel_job(bare, proc, 1)
+            done = finish(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    print(f"no-accounting cancel test: {time.monotonic() - start:.0f} s")
+    assert done.returncode == 1, done.stderr[-3000:]
+    errors = job_errors(done)
+    assert list(errors) == [1], done.stderr[-3000:]
+    print(f"no-accounting cancelled job: {errors[1]}")
+    assert f"Slurm job {job_id} " in errors[1]
+    assert "left the queue without a result" in errors[1] or "ended without a result" in errors[1]
+    assert "1 failed" in done.stdout
+
+
+@pytest.mark.slow
+def test_sweep_of_eight_jobs_matches_the_jobs_run_in_process(cluster, server, tmp_path):
+    start = time.monotonic()
+    done = sweep(cluster, *SMALL, "seed=range(0,8)", *tracked(server, "slurm_sweep"), launch=tmp_path)
+    print(f"8-job sweep: {time.monotonic() - start:.0f} s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(server)
+    parent, children = sweep_children(client, "slurm_sweep")
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 8
+    for overrides, child in children.items():
+        assert child.info.status == "FINISHED", overrides
+        job = [o for o in overrides.split() if not o.startswith(("hydra", "tracking"))]
+        expected = lstm_exp.execute(lstm_exp.compose("tracking.enabled=false", *job)).arrays
+        logged = read_states(client, child.info.run_id, tmp_path / child.info.run_id)
+        assert set(logged) == set(expected), overrides
+        for name, array in expected.items():
+            assert np.array_equal(logged[name], np.asarray(array)), f"{overrides}: {name}"
+
+
+# Long enough to be cancelled while its run is open, short enough to run to its end when resumed.
+RESUMABLE = "run.repeat=0,600"
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(cluster, server, tmp_path):
+    client = MlflowClient(server)
+    overrides = (*LONG, RESUMABLE, *tracked(server, "slurm_cancel"))
+    start = time.monotonic()
+
+    def run_open():  # job 1's MLflow run has started: the cancel lands while the run is open
+        exp = client.get_experiment_by_name("slurm_cancel")
+        return exp is not None and bool(client.search_runs(
+            [exp.experiment_id], "tags.`lstm_exp.overrides` LIKE '%run.repeat=600%' and "
+            "attributes.status = 'RUNNING'"))
+
+    proc = start_sweep(cluster, *overrides, launch=tmp_path)
+    try:
+        job_id = cancel_job(cluster, proc, 1, run_open)
+        done = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    print(f"cancelled sweep: {time.monotonic() - start:.0f} s")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert list(job_errors(done)) == [1], done.stderr[-3000:]
+    print(f"cancelled job: {job_errors(done)[1]}; its run: {cancelled_run_line(client)}")
+    assert f"Slurm job {job_id} " in job_errors(done)[1]
+    parent, children = sweep_children(client, "slurm_cancel")
+    assert parent.info.status == "FAILED"
+    statuses = {("600" in o): c.info.status for o, c in children.items()}
+    assert statuses[False] == "FINISHED"
+    cancelled = next(c for o, c in children.items() if "600" in o)
+    assert cancelled.info.status in ("KILLED", "FAILED"), cancelled.data.tags.get("lstm_exp.error")
+    assert "forward_ms" not in cancelled.data.metrics  # no partial work recorded as done
+
+    start = time.monotonic()
+    (tmp_path / "resume").mkdir()
+    resumed = sweep(cluster, *overrides, "resume=true", launch=tmp_path / "resume")
+    print(f"resumed sweep: {time.monotonic() - start:.0f} s")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    parent, children = sweep_children(client, "slurm_cancel")
+    assert parent.info.status == "FINISHED"
+    assert [c.info.status for c in children.values()] == ["FINISHED"]  # job 0 was skipped
+    assert "run.repeat=600" in next(iter(children))
+
+
+@pytest.mark.slow
+def cancelled_run_line(client: MlflowClient) -> str:
+    _, children = sweep_children(client, "slurm_cancel")
+    return "; ".join(f"{c.info.status} {c.data.tags.get('lstm_exp.error')}" for o, c in children.items()
+                     if "600" in o)
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_fails_alone(cluster, server, tmp_path):
+    start = time.monotonic()
+    done = sweep(cluster, *SMALL, "seed=0,1", "run.inject_fault=null,forward",
+                 *tracked(server, "slurm_fault"), launch=tmp_path)
+    print(f"fault sweep: {time.monotonic() - start:.0f} s")
+    assert done.returncode == 1, done.stderr[-3000:]
+    _, children = sweep_children(MlflowClient(server), "slurm_fault")
+    assert len(children) == 4
+    for overrides, child in children.items():
+        if "inject_fault=forward" in overrides:
+            assert child.info.status == "FAILED"
+            assert "fault injected" in child.data.tags["lstm_exp.error"]
+        else:
+            assert child.info.status == "FINISHED", overrides
+
+
+@pytest.mark.slow
+def test_a_job_past_its_time_limit_is_reported_so(cluster, server, tmp_path):
+    # No early USR2 (the preset's signal_delay_s=0): Slurm stops the job at its limit, SIGTERM then SIGKILL.
+    start = time.monotonic()
+    done = sweep(cluster, *LONG, "run.repeat=0,100000", "hydra.launcher.timeout_min=1",
+                 *tracked(server, "slurm_timeout"), launch=tmp_path)
+    print(f"time-limit sweep: {time.monotonic() - start:.0f} s")
+    assert done.returncode == 1, done.stderr[-3000:]
+    errors = job_errors(done)
+    assert list(errors) == [1], done.stdout[-3000:] + done.stderr[-3000:]
+    print(f"time-limit job: {errors[1]}")
+    assert re.search(r"timed-out|TIMEOUT|time limit", errors[1]), errors[1]
+    _, children = sweep_children(MlflowClient(server), "slurm_timeout")
+    for overrides, child in children.items():
+        expected = ("FAILED", "KILLED") if "100000" in overrides else ("FINISHED",)
+        assert child.info.status in expected, (overrides, child.data.tags.get("lstm_exp.error"))
+
+
+def test_the_preset_composes_with_its_knobs():
+    cfg = lstm_exp.compose("hydra/launcher=slurm", "hydra.launcher.partition=cpu",
+                           "hydra.launcher.timeout_min=30", "hydra.launcher.cpus_per_task=2",
+                           "hydra.launcher.mem_gb=8", "hydra.launcher.lost_job_grace_s=120",
+                           return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("LstmExpSlurmLauncher")
+    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.lost_job_grace_s) == ("cpu", 120)
+
