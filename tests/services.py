@@ -67,7 +67,7 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: floa
                 if reply.status == 200:
                     return
         time.sleep(0.3)
-    raise RuntimeError(f"mlflow server did not answer {url}/health in {timeout_s} s: {log.read_text()[-3000:]}")
+    raise RuntimeError(f"mlflow did not answer {url}/health in {timeout_s} s: {log.read_text()[-3000:]}")
 
 
 def mlflow_command() -> str:

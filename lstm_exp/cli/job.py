@@ -118,8 +118,8 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
         f"\nbrowse it: {mlflow_store.ui_command(uri, record.experiment_id, record.run_id)}"
     )
     return JobOutcome(0, "FINISHED", report, record.run_id, record.experiment_id, uri,
-                      seconds=time.perf_counter() - start, output_shape=str(tuple(result.arrays["output"].shape)),
-                      metrics=_summary_metrics(metrics))
+                      seconds=time.perf_counter() - start, metrics=_summary_metrics(metrics),
+                      output_shape=str(tuple(result.arrays["output"].shape)))
 
 
 def _recorder_store(timeout_s: float):

@@ -32,7 +32,8 @@ def code_version() -> str:
 
     digest = hashlib.sha256()
     # Named relative to their roots, so that a checkout and an installed wheel hash alike.
-    sources = [(p.relative_to(PACKAGE_DIR), p) for p in [*PACKAGE_DIR.rglob("*.py"), *PACKAGE_DIR.rglob("*.cc")]]
+    code = [*PACKAGE_DIR.rglob("*.py"), *PACKAGE_DIR.rglob("*.cc")]
+    sources = [(p.relative_to(PACKAGE_DIR), p) for p in code]
     sources += [(Path("conf") / p.relative_to(CONFIG_DIR), p) for p in CONFIG_DIR.rglob("*.yaml")]
     for name, path in sorted(set(sources)):
         digest.update(str(name).encode() + b"\0" + path.read_bytes())

@@ -214,7 +214,8 @@ def log_run_directory(client, run_id: str, folder: Path, metrics: list, params: 
     tag_list = [RunTag(key, value) for key, value in tags.items()]
     for start in range(0, max(len(metric_list), len(param_list), len(tag_list)), 100):  # MLflow's limits
         retry_locked(lambda s=start: client.log_batch(
-            run_id, metrics=metric_list[s : s + 100], params=param_list[s : s + 100], tags=tag_list[s : s + 100]))
+            run_id, metrics=metric_list[s : s + 100], params=param_list[s : s + 100],
+            tags=tag_list[s : s + 100]))
     retry_locked(lambda: client.log_artifacts(run_id, str(folder)))
     with np.load(folder / "states.npz") as archive:
         log_dataset(client, run_id, archive["input"])
