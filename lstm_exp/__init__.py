@@ -12,6 +12,8 @@ import os
 # TensorFlow's C++ logs drown the report; set before anything imports TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+# lstm_exp prints its own links (to the UI's training view); MLflow's would repeat them per run.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from lstm_exp.config.compose import compose  # noqa: E402
 from lstm_exp.errors import ConfigError  # noqa: E402

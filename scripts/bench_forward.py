@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,13 @@ def contenders(weights, units, feats, with_torch, threads):
     return runs
 
 
+def _cpu_s():
+    """CPU seconds of this process, every thread: on shared cores, what a pass costs apart from
+    how much of the cores the scheduler gave it (spin-waiting threads count too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bench_size(b, t, f, units, rounds, with_torch, threads, seed=0):
     rng = np.random.default_rng(seed)
     weights = weights_of(stock_model(f, units))
@@ -107,12 +115,13 @@ def bench_size(b, t, f, units, rounds, with_torch, threads, seed=0):
         err = float(np.abs(y - ref).max())
         assert err < 1e-4, f"{name} disagrees with stock by {err}"
         run(x)
-    names, times = list(runs), {n: [] for n in runs}
+    names, times, cpu = list(runs), {n: [] for n in runs}, {n: [] for n in runs}
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
-            start = time.perf_counter()
+            cpu_start, start = _cpu_s(), time.perf_counter()
             runs[name](x)
             times[name].append((time.perf_counter() - start) * 1e3)
+            cpu[name].append((_cpu_s() - cpu_start) * 1e3)
     flops, feats = 0, f
     for u in units:
         flops += 2 * b * t * (feats * 4 * u + u * 4 * u)
@@ -120,6 +129,7 @@ def bench_size(b, t, f, units, rounds, with_torch, threads, seed=0):
     med = {n: float(np.median(v)) for n, v in times.items()}
     rows = {n: {"median_ms": med[n], "p25_ms": float(np.percentile(times[n], 25)),
                 "p75_ms": float(np.percentile(times[n], 75)), "min_ms": float(min(times[n])),
+                "cpu_ms": float(np.median(cpu[n])),
                 "gflops": flops / med[n] / 1e6, "speedup_vs_stock": med["stock_tf_function"] / med[n],
                 "speedup_vs_torch": med["torch"] / med[n] if "torch" in med else None,
                 "first_call_s": first[n]} for n in names}
@@ -214,11 +224,12 @@ def main(argv=None):
         print(f"\nB={b} T={t} F={f} units={units}  ({res['flops'] / 1e9:.2f} GFLOP/call, "
               f"{res['rounds']} rounds)")
         print(f"{'contender':28s} {'median ms':>10s} {'p25':>8s} {'p75':>8s} {'GFLOP/s':>8s} "
-              f"{'x stock':>8s} {'x torch':>8s} {'1st call s':>10s}")
+              f"{'x stock':>8s} {'x torch':>8s} {'1st call s':>10s} {'cpu ms':>8s}")
         for name, r in res["results"].items():
             vt = f"{r['speedup_vs_torch']:8.2f}" if r["speedup_vs_torch"] else f"{'-':>8s}"
             print(f"{name:28s} {r['median_ms']:10.2f} {r['p25_ms']:8.2f} {r['p75_ms']:8.2f} "
-                  f"{r['gflops']:8.1f} {r['speedup_vs_stock']:8.2f} {vt} {r['first_call_s']:10.2f}")
+                  f"{r['gflops']:8.1f} {r['speedup_vs_stock']:8.2f} {vt} {r['first_call_s']:10.2f} "
+                  f"{r['cpu_ms']:8.2f}")
     print("\nstartup: first call (build/trace/compile) and steady call, seconds; calls to break"
           " even against eager stock Keras")
     for size, res in report["startup"].items():

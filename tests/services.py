@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -108,13 +109,14 @@ def postgres_bin() -> Path | None:
 
 
 @contextlib.contextmanager
-def postgres_cluster(folder: Path) -> Iterator[str]:
+def postgres_cluster() -> Iterator[str]:
     """A private PostgreSQL cluster on 127.0.0.1, run as the `postgres` user; yields a database URI."""
     binaries = postgres_bin()
     if binaries is None or shutil.which("runuser") is None:
         raise RuntimeError("PostgreSQL is not installed: scripts/test-services installs it")
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o755)  # the postgres user must reach its data directory
+    # Not under pytest's tmp_path: the postgres user cannot enter its 0700 base directory.
+    folder = Path(tempfile.mkdtemp(prefix="lstm_exp_pg_"))
+    shutil.chown(folder, "postgres", "postgres")
     data, sockets = folder / "data", folder / "sockets"
     for path in (data, sockets):
         path.mkdir()
@@ -129,3 +131,4 @@ def postgres_cluster(folder: Path) -> Iterator[str]:
         yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
     finally:
         _as_postgres(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", check=False)
+        shutil.rmtree(folder, ignore_errors=True)

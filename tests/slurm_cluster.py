@@ -11,6 +11,7 @@ mariadb-server` (scripts/test-services, .ci/run). slurmdbd 22.05 stores accounti
 """
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -206,7 +207,7 @@ def _stop(cluster: Cluster) -> list[tuple[int, str]]:
     """Cancels every job, stops the daemons newest first; returns the processes that had to be killed."""
     if "slurmctld" in cluster.processes and cluster.processes["slurmctld"].poll() is None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            cluster.command("scancel", "--full", "--user", "root", check=False)
+            cluster.command("scancel", "--full", "--user", getpass.getuser(), check=False)
             cluster.wait_for(lambda: not cluster.jobs(), "every job gone after scancel", STOP_TIMEOUT_S)
     for process in reversed(list(cluster.processes.values())):
         with contextlib.suppress(ProcessLookupError):
@@ -237,6 +238,8 @@ def slurm_cluster(folder: Path, accounting: bool = True) -> Iterator[Cluster]:
                if shutil.which(tool) is None]
     if missing:
         raise RuntimeError(f"Slurm test cluster: {', '.join(missing)} missing: apt-get install {PACKAGES}")
+    if os.geteuid() != 0:  # slurmd runs jobs as their users, munged and MariaDB run here as root
+        raise RuntimeError("the Slurm test cluster's daemons run as root: run the tests as root")
     for sub in ("log", "run", "state/ctld", "state/d", "munge"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     os.chmod(folder / "munge", 0o700)

@@ -236,6 +236,7 @@ def test_server_lost_mid_sweep_then_resume_completes_it(tmp_path):
     for job in (1, 2, 3):  # each failed job's reason, one line each, on stderr
         assert f"error: job {job} " in stderr and "127.0.0.1" in stderr
     assert "[1/4] seed=0 run.inject_fault=null  FINISHED" in stdout
+    assert "Traceback" not in stderr and "could not record the sweep's summary" in stderr
 
     with mlflow_server(backend, tmp_path / "server-again") as url:  # the same backend, a new server
         assert _finished(url) == 1

@@ -73,7 +73,7 @@ SCALARS = st.one_of(
 VALUES = st.one_of(SCALARS, _list(SCALARS), _list(_list(SCALARS)), _list(_list(_list(SCALARS))))
 # Keys whose valid values could make a passing run slow get a narrower valid range.
 REPEAT = st.one_of(st.integers(-3, 3).map(str), st.sampled_from(BOUNDARY_INTS).map(str), SCALARS)
-MEMORY = st.one_of(st.floats(1e-6, 0.001).map(repr), st.sampled_from(["0", "-1", "nan", "inf", "1e30",
+MEMORY = st.one_of(st.floats(1e-4, 0.001).map(repr), st.sampled_from(["0", "-1", "nan", "inf", "1e30",
                                                                       "4096.5", "''", "[]", "x"]))
 
 KEYS = [
@@ -118,11 +118,15 @@ def _check_outcome(status: int, stderr: str) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: "), stderr
 
 
-@budget(60)
+@budget(120)
 @given(overrides=OVERRIDES)
 @example(overrides={"seed": str(10**30), "run.repeat": "0", "run.max_memory_gb": "0.001"})
 @example(overrides={"input.values": f"[[{10**400}]]", "run.repeat": "0", "run.max_memory_gb": "0.001"})
 @example(overrides={"model.units": "[[]]", "run.repeat": "0", "run.max_memory_gb": "0.001"})
+@example(overrides={"model": "stacked", "input.lengths": "[3,1]", "run.repeat": "2",
+                    "run.max_memory_gb": "0.001"})
+@example(overrides={"model.bidirectional": "true", "input.initial_state": "random", "model.units": "[3,2]",
+                    "run.repeat": "0", "run.max_memory_gb": "0.0001"})
 def test_any_overrides_exit_0_or_2_with_one_line(tmp_path, monkeypatch, capfd, overrides):
     monkeypatch.chdir(tmp_path)
     args = [f"{key}={value}" for key, value in overrides.items()]
@@ -237,7 +241,7 @@ FILE_KEYS = {"input.path": "input=file input.path", "model.weights.path": "model
              "input.initial_state": "input.initial_state"}
 
 
-@budget(24)
+@budget(30)
 @given(broken=_broken(), key=st.sampled_from(sorted(FILE_KEYS)))
 def test_broken_files_through_main_exit_2_with_one_line(tmp_path, monkeypatch, capfd, broken, key):
     kind, raw = broken

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 
 import lstm_exp
-from lstm_exp.compute.engines import build_forward, resolve_engine
+from lstm_exp.compute.engines import build_forward, choose_engine, resolve_engine
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.inputs import InputData
 from lstm_exp.compute.native import build
@@ -109,6 +109,13 @@ def test_through_the_config(native):
     assert result.engine == "native"
     assert result.reference_max_abs_err <= ATOL
     assert result.arrays["output"].shape == (2, 3, 5)
+
+
+def test_auto_takes_native_for_every_model_it_computes():
+    for shape in ((2, 3, 6), (64, 256, 128)):
+        assert choose_engine(ModelSpec("lstm", (4, 5)), shape) == "native"
+    for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True)):
+        assert choose_engine(unsupported, (64, 256, 128)) == "keras"
 
 
 @pytest.mark.parametrize("env", [{build.DISABLE_ENV: "1"}, {"CXX": "/nonexistent/c++"}])

@@ -1,33 +1,113 @@
-"""The recorder process: a job that vanishes mid-run still leaves its run ended, never RUNNING."""
+"""The recorder process of a single run: every request answered to its sender, every wait bounded.
 
+A job that vanishes mid-run still has its run ended by the recorder; a recorder that is killed or
+stopped mid-run has the run ended FAILED by the job itself, naming the recorder, with exit status 1.
+`run.inject_fault=pause` holds the job, its run open, until the test releases it: no race on timing.
+"""
+
+import contextlib
 import os
 import signal
+import sqlite3
 import time
+from pathlib import Path
 
-from test_faults import _start_cli, _statuses, _wait_running
+import pytest
+from test_faults import _finish, _start_cli, _statuses, _wait_running
+
+from lstm_exp.compute.runner import RELEASE_FILE
+from lstm_exp.errors import ConfigError
+from lstm_exp.record.recorder import Recorder, RecorderError
+from lstm_exp.record.store import TAG_PREFIX
+
+TIMEOUT_S = 3  # tracking.timeout_s in these tests: a log request waits at most ten times that
+
+
+def _recorder_of(pid: int) -> int:
+    """The recorder process the job `pid` started."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"lstm_exp.record.recorder" in (stat.parent / "cmdline").read_bytes():
+                return int(stat.parent.name)
+    raise AssertionError(f"job {pid} has no recorder process")
+
+
+def _error_tag(db: Path) -> str:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+        (value,) = con.execute("SELECT value FROM tags WHERE key = ?", (TAG_PREFIX + "error",)).fetchone()
+    return value
+
+
+def _paused_run(tmp_path: Path):
+    proc = _start_cli("model=stacked", "run.inject_fault=pause", f"tracking.timeout_s={TIMEOUT_S}",
+                      cwd=tmp_path)
+    _wait_running(proc, tmp_path / "mlflow.db", 1)
+    assert proc.poll() is None and _statuses(tmp_path / "mlflow.db") == ["RUNNING"]
+    return proc
 
 
 def test_a_killed_job_has_its_run_ended_failed_by_the_recorder(tmp_path):
-    proc = _start_cli("input=random", "input.batch=16", "input.timesteps=2000", "input.features=8",
-                      cwd=tmp_path)
+    proc = _paused_run(tmp_path)
     db = tmp_path / "mlflow.db"
+    recorder = _recorder_of(proc.pid)
     try:
-        _wait_running(proc, db, 1)
-        assert proc.poll() is None, "the run ended before the job could be killed"
         os.kill(proc.pid, signal.SIGKILL)  # no handler runs: only the recorder can end the run
         proc.wait(timeout=30)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while _statuses(db) == ["RUNNING"] and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _finish(proc, tmp_path, timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # never leave it behind, even on failure
+            os.kill(recorder, signal.SIGKILL)
     assert _statuses(db) == ["FAILED"]
+    assert _error_tag(db) == "the lstm_exp process ended during the run"
 
 
-def test_a_sweep_in_one_process_records_every_job(tmp_path):
-    # Jobs after the first reuse the recorder the first one started.
-    proc = _start_cli("-m", "seed=0,1,2", cwd=tmp_path)
-    proc.wait(timeout=300)
-    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()
-    assert sorted(_statuses(tmp_path / "mlflow.db")) == ["FINISHED"] * 4  # the parent and 3 jobs
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stopped"])
+def test_a_recorder_lost_mid_run_ends_the_run_failed_from_the_job(tmp_path, how):
+    proc = _paused_run(tmp_path)
+    recorder = _recorder_of(proc.pid)
+    try:
+        os.kill(recorder, how)
+        (tmp_path / RELEASE_FILE).touch()  # the job computes, then asks the recorder to log
+        _, stderr = _finish(proc, tmp_path, timeout=10 * TIMEOUT_S + 60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(recorder, signal.SIGKILL)
+    assert proc.returncode == 1, stderr
+    assert _statuses(tmp_path / "mlflow.db") == ["FAILED"]
+    reason = _error_tag(tmp_path / "mlflow.db")
+    assert reason.startswith("RecorderError: the recorder")
+    assert ("killed by signal 9" if how == signal.SIGKILL else f"within {10 * TIMEOUT_S} s") in reason
+    assert "RecorderError" in stderr
+
+
+def test_a_stale_reply_never_reaches_a_later_request(tmp_path):
+    # The first request is refused (no such run) and never waited for, as after an interrupted wait;
+    # the second one must get its own answer, not the first one's.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recorder = Recorder()
+    try:
+        first = recorder.send("end", uri=uri, run_id="0" * 32, status="FAILED")
+        second = recorder.send("open", uri=uri, experiment="e", timeout_s=15.0, tags={}, name="mine",
+                               parent=None, resume=False)
+        opened = recorder.wait(second, "open", timeout_s=120)
+        assert set(opened) == {"run_id", "experiment_id", "skipped"} and not opened["skipped"]
+        with pytest.raises(RecorderError, match="within 1 s"):
+            recorder.wait(first, "end", timeout_s=1)  # its answer was dropped as stale: none comes
+    finally:
+        recorder.kill()
+
+
+def test_a_refusal_comes_back_as_bad_input(tmp_path):
+    recorder = Recorder()
+    try:
+        request = recorder.send("open", uri="sqlite:////proc/no-such-dir/mlflow.db",  # nothing can create it
+                                experiment="e", timeout_s=15.0, tags={}, name="n", parent=None,
+                                resume=False)
+        with pytest.raises(ConfigError, match="tracking.uri"):
+            recorder.wait(request, "open", timeout_s=120)
+    finally:
+        recorder.kill()

@@ -45,7 +45,7 @@ def test_server_tracks_and_stops_whole(backend, tmp_path):
         if backend == "sqlite":
             backend_uri = f"sqlite:///{tmp_path / 'server.db'}"
         else:
-            backend_uri = stack.enter_context(postgres_cluster(tmp_path / "pg"))
+            backend_uri = stack.enter_context(postgres_cluster())
         with mlflow_server(backend_uri, tmp_path / "server") as url:
             _track_one_run(url, tmp_path)
             port_arg = f"--port {url.rsplit(':', 1)[1]}"

@@ -18,7 +18,7 @@ def _rest(url: str, endpoint: str, **body) -> dict:
 
 
 def test_parallel_sweep_into_a_server_on_postgres(tmp_path):
-    with postgres_cluster(tmp_path / "pg") as backend, mlflow_server(backend, tmp_path / "server") as url:
+    with postgres_cluster() as backend, mlflow_server(backend, tmp_path / "server") as url:
         proc = run_sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=stacked",
                          "seed=0,1,2,3", "tracking=server", f"tracking.uri={url}",
                          cwd=tmp_path, sweep_dir=tmp_path / "sweep")

@@ -70,7 +70,7 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
         return JobOutcome(0, "DRY_RUN", "expected shapes (from the config alone):\n"
                           + format_shapes(prepared.expected_shapes))
     if not cfg.tracking.enabled:
-        result = execute(cfg, prepared)
+        result = execute(cfg, prepared, on_epoch=epoch_printer(cfg))
         return JobOutcome(0, "FINISHED", format_report(cfg, result), seconds=time.perf_counter() - start)
 
     from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
@@ -102,11 +102,11 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
                           record.run_id, record.experiment_id, uri, seconds=time.perf_counter() - start)
     try:
         with record:
-            result = execute(cfg, prepared)
+            result = execute(cfg, prepared, on_epoch=epoch_printer(cfg))
             report = format_report(cfg, result)
             with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
-                folder = artifacts.write_run_directory(Path(tmp), cfg, result, report)
-                metrics = artifacts.run_metrics(result, prepared.data.lengths)
+                folder = artifacts.write_run_directory(Path(tmp), cfg, result, report, prepared.data.lengths)
+                metrics = artifacts.run_metrics(result, prepared.data)
                 params = mlflow_store.flatten(OmegaConf.to_container(cfg, resolve=True))
                 tags = {**mlflow_store.version_tags(), **artifacts.description_tags(cfg, result)}
                 record.finish(str(folder), metrics, params, tags)
@@ -120,6 +120,18 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
     return JobOutcome(0, "FINISHED", report, record.run_id, record.experiment_id, uri,
                       seconds=time.perf_counter() - start, metrics=_summary_metrics(metrics),
                       output_shape=str(tuple(result.arrays["output"].shape)))
+
+
+def epoch_printer(cfg: DictConfig):
+    """The per-epoch progress line of a training run (`task` other than none), or None."""
+    if cfg.task.name == "none":
+        return None
+
+    def print_epoch(epoch: int, train_loss: float, val_loss: float, seconds: float) -> None:
+        print(f"  epoch {epoch + 1}/{cfg.task.epochs}  train_loss {train_loss:.4g}  val_loss {val_loss:.4g}"
+              f"  {seconds:.1f} s", flush=True)
+
+    return print_epoch
 
 
 def _recorder_store(timeout_s: float):

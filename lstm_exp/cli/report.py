@@ -3,6 +3,8 @@
 import numpy as np
 from omegaconf import DictConfig
 
+from lstm_exp.record.artifacts import input_name
+
 
 def _array(values: np.ndarray) -> str:
     return np.array2string(values, precision=8, suppress_small=False, max_line_width=100)
@@ -14,7 +16,7 @@ def format_report(cfg: DictConfig, result) -> str:
     lines = [
         f"model={cfg.model.name} ({spec.cell} {list(spec.units)}"
         + (", bidirectional" if spec.bidirectional else "")
-        + f")  input={cfg.input.name} {tuple(arrays['input'].shape)}  seed={cfg.seed}"
+        + f")  input={input_name(cfg)} {tuple(arrays['input'].shape)}  seed={cfg.seed}"
         + f"  engine={result.engine}",
     ]
     for k, units in enumerate(spec.units):
@@ -26,7 +28,12 @@ def format_report(cfg: DictConfig, result) -> str:
                 lines.append("    " + _array(arrays[name]).replace("\n", "\n    "))
     lines.append(f"output {tuple(arrays['output'].shape)} =")
     lines.append(_array(arrays["output"]))
-    lines.append(f"reference check: max |keras - numpy float64| = {result.reference_max_abs_err:.3g}")
+    error = result.reference_max_abs_err
+    lines.append(f"reference check: max |{result.engine} - numpy float64| = {error:.3g}")
+    if result.training:
+        t = result.training
+        lines.append(f"trained on task {cfg.task.name}: val_loss {t.val_loss[-1]:.4g} (baseline "
+                     f"{t.baseline_loss:.4g}) after {len(t.val_loss)} epochs, {t.train_s:.1f} s")
     if "forward_ms" in result.timings:
         lines.append(
             f"forward: {result.timings['forward_ms']:.3f} ms median over {cfg.run.repeat} passes"
@@ -41,9 +48,15 @@ def format_shapes(shapes: dict[str, tuple[int, ...]]) -> str:
     return "\n".join(f"{name:<{width}}  {tuple(shape)}" for name, shape in shapes.items())
 
 
+def job_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that say what a job computes (where it records, and Hydra's own, left out)."""
+    return [o for o in overrides if not o.startswith(("tracking", "hydra", "resume="))]
+
+
 def progress_line(index: int, total: int | None, overrides: list[str], outcome) -> str:
     """One line per sweep job as it ends: index/total, overrides, status, seconds, run id."""
     where = f"[{index + 1}/{total}]" if total else f"[{index + 1}]"
+    overrides = job_overrides(overrides)
     run = f"  run {outcome.run_id}" if outcome.run_id else ""
     described = " ".join(overrides) or "(no overrides)"
     return f"{where} {described}  {outcome.status}  {outcome.seconds:.1f} s{run}"

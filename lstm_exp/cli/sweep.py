@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.cli.handover import hand_over
 from lstm_exp.cli.job import JobOutcome
-from lstm_exp.cli.report import format_sweep_table, sweep_counts
+from lstm_exp.cli.report import format_sweep_table, job_overrides, sweep_counts
 
 PARENT_ENV = "LSTM_EXP_PARENT_RUN"  # the parent run id, for the jobs
 SIZE_ENV = "LSTM_EXP_SWEEP_SIZE"  # how many jobs the sweep has, for their progress lines
@@ -52,16 +52,29 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
         print(format_sweep_table(rows))
         print(sweep_counts(outcomes))
         if parent:
-            from lstm_exp.record import store
+            status = max(status, _close_parent(parent, rows, outcomes))
 
-            parent.log_summary(rows, {"lstm_exp.jobs": sweep_counts(outcomes)})
-            failed = sum(o.exit_status != 0 for o in outcomes)
-            reason = f"{failed} of {total} jobs failed" if failed else None
-            parent.end("FAILED" if failed else "FINISHED", reason, orphans_reason=ORPHAN_REASON)
-            print(f"sweep parent run {parent.run_id}: "
-                  f"{store.ui_command(parent.uri, parent.experiment_id, parent.run_id)}")
     hand_over(status)
     return returns
+
+
+def _close_parent(parent, rows: list[dict], outcomes: list[JobOutcome]) -> int:
+    """Logs the summary on the parent and ends it; 1 when the store can no longer take them."""
+    from lstm_exp.record import store
+
+    failed = sum(o.exit_status != 0 for o in outcomes)
+    reason = f"{failed} of {len(outcomes)} jobs failed" if failed else None
+    try:
+        parent.log_summary(rows, {"lstm_exp.jobs": sweep_counts(outcomes)})
+        parent.end("FAILED" if failed else "FINISHED", reason, orphans_reason=ORPHAN_REASON)
+    except Exception as error:  # noqa: BLE001 - the store went away: say so in one line, exit 1
+        parent.status = "LOST"  # nothing more can reach that store from here
+        print(f"error: could not record the sweep's summary in its parent run {parent.run_id} "
+              f"({' '.join(str(error).split())[:300]}); run it again with resume=true", file=sys.stderr)
+        return 1
+    print(f"sweep parent run {parent.run_id}: "
+          f"{store.ui_command(parent.uri, parent.experiment_id, parent.run_id)}")
+    return 0
 
 
 def _open_parent(config: DictConfig, total: int):
@@ -118,7 +131,7 @@ def _rows(returns: list, outcomes: list[JobOutcome]) -> list[dict]:
     for index, (result, outcome) in enumerate(zip(results, outcomes, strict=True)):
         rows.append({
             "job": index,
-            "overrides": " ".join(result.overrides or []),
+            "overrides": " ".join(job_overrides(result.overrides or [])),
             "status": outcome.status,
             "seconds": round(outcome.seconds, 2),
             "run_id": outcome.run_id,

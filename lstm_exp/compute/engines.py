@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 # below ~1e5 eager stock Keras finishes before the fused graph is even traced (tutorial: 0.03 s vs
 # 0.1 s); from ~1e5 on the fused graph wins from its first call (16x64 [64,64]: 0.14 s vs 0.20 s).
 FUSED_MIN_SIZE = 100_000
-# B*T*sum(units) from which `auto` takes the native engine; see the measurement in the comment below.
-NATIVE_MIN_SIZE = 100_000
 # Timed passes from which XLA's compile time (~0.5 s) is won back by its faster steady state.
 XLA_MIN_REPEAT = 5
 
@@ -45,18 +43,29 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
                           "keras or auto unless the model is a plain unidirectional LSTM stack")
     if spec.implementation != "auto":
         return spec.implementation
-    batch, steps, _ = shape
-    size = batch * steps * sum(spec.units)
-    if fusable(spec) and size >= NATIVE_MIN_SIZE:
+    # `auto` takes native for every model it computes: it has no crossover. Measured with
+    # scripts/bench_forward.py (2 shared cores, load average 5-9), first call / steady call in s:
+    #   tutorial (2,3,6) [4,5]:   native 0.005 / 0.0009, eager Keras 0.076 / 0.026, fused graph 0.22 / 0.0014
+    #   (8,32,16) [32,32]:        native 0.003 / 0.005,  eager Keras 0.200 / 0.200, fused graph 0.27 / 0.012
+    #   (16,64,32) [64,64]:       native 0.012 / 0.006,  eager Keras 0.475 / 0.374, fused graph 0.24 / 0.007
+    #   (32,128,64) [256,256]:    native 0.125 / 0.119,  eager Keras 0.690 / 0.583, fused XLA 0.83 / 0.076
+    # Eager native traces and compiles nothing per run; its one cost, compiling the op (~5-10 s),
+    # is paid once per machine and TensorFlow version. Timed passes (native in a tf.function, fused
+    # under XLA), CPU ms per pass / wall median ms, load average 10-13: (32,128,64) [256,256] native
+    # 39 / 75, fused XLA 46 / 61; (64,256,128) [512,512] native 543 / 1327, fused XLA 711 / 1848.
+    # Native needs the least CPU everywhere; under that much outside load its two static row
+    # chunks get less of the cores than TF's pools, so its wall time at the first size lost.
+    if fusable(spec):
         return "native"
-    return "fused" if fusable(spec) and size >= FUSED_MIN_SIZE else "keras"
+    return "keras"
 
 
 def resolve_engine(engine: str, spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     """The engine that will actually run: `native` where its op builds and loads, else its fallback.
 
-    The fallback is `fused` when `native` was asked for by name, and what `auto` would pick without
-    `native` otherwise; it is logged as one warning. Every other engine is returned unchanged.
+    The fallback is `fused` when `native` was asked for by name (logged as one warning), and what
+    `auto` picked before `native` existed otherwise (one info line: nobody asked for native). Every
+    other engine is returned unchanged.
     """
     if engine != "native":
         return engine
@@ -67,11 +76,12 @@ def resolve_engine(engine: str, spec: ModelSpec, shape: tuple[int, int, int]) ->
         load()
         return "native"
     except NativeBuildError as err:
-        fallback = "fused"
-        if spec.implementation == "auto":
-            batch, steps, _ = shape
-            fallback = "fused" if batch * steps * sum(spec.units) >= FUSED_MIN_SIZE else "keras"
-        log.warning("native LSTM engine unavailable, running %s instead: %s", fallback, err)
+        if spec.implementation == "native":
+            log.warning("native LSTM engine unavailable, running fused instead: %s", err)
+            return "fused"
+        batch, steps, _ = shape  # `auto`: what it chose before the native engine existed
+        fallback = "fused" if batch * steps * sum(spec.units) >= FUSED_MIN_SIZE else "keras"
+        log.info("native LSTM engine unavailable, running %s instead: %s", fallback, err)
         return fallback
 
 

@@ -146,7 +146,9 @@ def read_npz(path: object, key: str, budget: int, allowed: str = "a readable .np
     The members' declared sizes are checked against the budget before any is decompressed, so that
     a zip bomb is refused unread; members that are not .npy files are refused.
     """
-    _regular_size(path, key, allowed)
+    # Its members are compressed or stored, so a file that fits has a size within the budget; a bigger
+    # one would have zipfile hold a central directory of millions of entries before we see them.
+    _check_size(_regular_size(path, key, allowed) // 8, key, path, allowed, budget)
     arrays: dict[str, np.ndarray] = {}
     try:
         with zipfile.ZipFile(path) as archive:

@@ -8,7 +8,6 @@ Keras, the custom cell, the fused stack, the NumPy reference) start from one dic
 
 import numpy as np
 
-from lstm_exp.compute.reference import directions
 from lstm_exp.config.validate import ModelSpec
 
 GATE_COUNT = {"lstm": 4, "gru": 3, "simple_rnn": 1}
@@ -43,7 +42,7 @@ def initial_weights(spec: ModelSpec, features: int, seed: int) -> dict[str, np.n
     for k, units in enumerate(spec.units):
         gates = GATE_COUNT[spec.cell] * units
         hidden = spec.hidden_size(k)
-        for n, d in enumerate(directions(spec)):
+        for n, d in enumerate(spec.directions):
             rng = np.random.default_rng([seed, k, n])
             pre = f"layer_{k}/{d}"
             weights[pre + "kernel"] = _glorot(rng, (fan_in, gates))

@@ -7,7 +7,6 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lstm_exp.compute.files import DEFAULT_BUDGET, FLOAT32_MAX, read_csv, read_npy, read_npz
-from lstm_exp.compute.reference import directions
 from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
 
@@ -121,7 +120,7 @@ def initial_states(
         return {}
     expected = {}
     for k, units in enumerate(spec.units):
-        for d in directions(spec):
+        for d in spec.directions:
             expected[f"layer_{k}/{d}h"] = (batch, spec.hidden_size(k))
             if spec.cell == "lstm":
                 expected[f"layer_{k}/{d}c"] = (batch, units)

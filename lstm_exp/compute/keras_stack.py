@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_exp.compute.reference import directions
 from lstm_exp.config.validate import GATES, ModelSpec
 
 STOCK_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
@@ -49,7 +48,7 @@ class KerasStack:
         self.layers: dict[str, keras.layers.Layer] = {}
         fan_in = features
         for k in range(len(spec.units)):
-            for d in directions(spec):
+            for d in spec.directions:
                 name = f"layer_{k}" + (f"_{d[:-1]}" if d else "")  # stable across jobs: no lstm_7
                 layer = _make_layer(spec, k, name)
                 layer.build((None, None, fan_in))
@@ -101,7 +100,7 @@ class KerasStack:
         arrays, seq = {}, x
         for k in range(len(self.spec.units)):
             parts = []
-            for d in directions(self.spec):
+            for d in self.spec.directions:
                 part = self._direction(f"layer_{k}/{d}", seq, lengths, mask, initial_state, batch)
                 if d:
                     arrays.update({f"layer_{k}/{d}{n}": v for n, v in part.items() if n != "sequence"})

@@ -20,7 +20,6 @@ import re
 import numpy as np
 
 from lstm_exp.compute.initializers import GATE_COUNT
-from lstm_exp.compute.reference import directions
 from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
 
@@ -38,7 +37,7 @@ def expected_weight_shapes(spec: ModelSpec, features: int) -> dict[str, tuple[in
     fan_in = features
     for k, units in enumerate(spec.units):
         gates = GATE_COUNT[spec.cell] * units
-        for d in directions(spec):
+        for d in spec.directions:
             pre = f"layer_{k}/{d}"
             shapes[pre + "kernel"] = (fan_in, gates)
             shapes[pre + "recurrent_kernel"] = (spec.hidden_size(k), gates)
@@ -54,7 +53,7 @@ def expected_weight_shapes(spec: ModelSpec, features: int) -> dict[str, tuple[in
 def _slots(spec: ModelSpec):
     """(k, d, keras prefix, tf1 prefix, torch suffix) for every layer and direction."""
     for k in range(len(spec.units)):
-        for d in directions(spec):
+        for d in spec.directions:
             yield k, d, f"layer_{k}/{d}", f"{d}cell_{k}/", f"_l{k}" + ("_reverse" if d == "bw/" else "")
 
 

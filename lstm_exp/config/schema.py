@@ -53,6 +53,7 @@ class TrackingConfig:
     experiment: str = "lstm_exp"
     run_name: str | None = None
     timeout_s: float = 15.0  # bound on reaching a tracking server before any computation
+    log_model: bool = False  # also log the stack as the run's MLflow model `model` (a Keras file)
 
 
 @dataclass

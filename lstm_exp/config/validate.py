@@ -42,6 +42,11 @@ class ModelSpec:
         """True when the TF1 LSTMCell extras need the custom cell instead of keras.layers.LSTM."""
         return bool(self.peepholes or self.cell_clip or self.proj_size or self.proj_clip)
 
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Name prefixes of one layer's directions: ``("",)`` or ``("fw/", "bw/")``."""
+        return ("fw/", "bw/") if self.bidirectional else ("",)
+
     def hidden_size(self, k: int) -> int:
         """Size of one direction's h of layer k (the projection size where there is one)."""
         return self.proj_size or self.units[k]

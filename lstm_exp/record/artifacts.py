@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-UNPREFIXED_TIMINGS = ("forward_ms",)  # a name users and scripts already compare runs by
+UNPREFIXED_TIMINGS = ("forward_ms", "train_s")  # names users and scripts compare runs by
+MODEL_FILE = "model.keras"  # with tracking.log_model: the stack, logged as the run's MLflow model
 
 
 def carried_states(sequence: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
@@ -44,11 +45,17 @@ def shapes_document(result) -> dict:
     }
 
 
-def run_metrics(result, lengths) -> list[tuple[str, float, int]]:
-    """Every metric of a run as (name, value, step): per-step norms, then the scalars.
+def run_metrics(result, data) -> list[tuple[str, float, int]]:
+    """Every metric of a run as (name, value, step): per-step norms, the analyses, losses per epoch.
 
     Final norms sit on the last step, so they are their series' latest value; the rest on step 0.
+
+    Args:
+        data: the run's `InputData` (its lengths and initial state shape the analyses).
     """
+    from lstm_exp.compute.analyses import state_analyses
+
+    lengths = data.lengths
     final, per_step = state_metrics(result.arrays, len(result.spec.units), lengths)
     metrics = [(name, value, t) for name, series in per_step.items() for t, value in enumerate(series)]
     last_step = len(next(iter(per_step.values()))) - 1
@@ -56,30 +63,58 @@ def run_metrics(result, lengths) -> list[tuple[str, float, int]]:
     scalars["reference_max_abs_err"] = result.reference_max_abs_err
     # The UI groups metrics by the prefix before "/": timings apart from the states and the check.
     scalars.update({n if n in UNPREFIXED_TIMINGS else f"timing/{n}": v for n, v in result.timings.items()})
+    scalars.update(state_analyses(result.arrays, result.spec, lengths, data.initial_state))
+    if result.training:
+        training = result.training
+        for name, series in (("train_loss", training.train_loss), ("val_loss", training.val_loss)):
+            metrics += [(name, float(v), epoch) for epoch, v in enumerate(series)]
+        scalars["baseline_loss"] = training.baseline_loss
     metrics += [(n, float(v), last_step if n.endswith("_norm") else 0) for n, v in scalars.items()]
     return metrics
+
+
+def input_name(cfg: DictConfig) -> str:
+    """The input's name; with a task, the task's held-out batch is what the states come from."""
+    return cfg.input.name if cfg.task.name == "none" else f"held-out batch of task {cfg.task.name}"
 
 
 def description_tags(cfg: DictConfig, result) -> dict[str, str]:
     """The run page's description (`mlflow.note.content`): what ran on what, and how well it checked."""
     spec = result.spec
     shape = tuple(result.arrays["output"].shape)
+    trained = ""
+    if result.training:
+        t = result.training
+        trained = (f" Trained on task **{cfg.task.name}** for {len(t.val_loss)} epochs: val_loss "
+                   f"{t.val_loss[-1]:.4g} against the baseline's {t.baseline_loss:.4g}.")
     note = (f"**{cfg.model.name}**: {spec.cell} {list(spec.units)}"
-            f"{', bidirectional' if spec.bidirectional else ''} on input **{cfg.input.name}** "
+            f"{', bidirectional' if spec.bidirectional else ''} on input **{input_name(cfg)}** "
             f"{tuple(result.arrays['input'].shape)} → output {shape}, engine `{result.engine}`, "
             f"seed {cfg.seed}. Reference check: max |engine − NumPy float64| = "
-            f"{result.reference_max_abs_err:.3g}.")
+            f"{result.reference_max_abs_err:.3g}.{trained}")
     return {"mlflow.note.content": note, "lstm_exp.engine": result.engine}
 
 
-def write_run_directory(out: Path, cfg: DictConfig, result, summary: str) -> Path:
-    """Writes config.yaml, states.npz, weights.npz, shapes.json and summary.txt (plots: `draw_plots`)."""
+def write_run_directory(out: Path, cfg: DictConfig, result, summary: str, lengths=None) -> Path:
+    """Writes config.yaml, states.npz, weights.npz, shapes.json and summary.txt (plots: `draw_plots`).
+
+    With `tracking.log_model`, also model.keras, which `model_log` turns into the run's MLflow model.
+    """
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     np.savez(out / "states.npz", **result.arrays)
     np.savez(out / "weights.npz", **result.weights)
     (out / "shapes.json").write_text(json.dumps(shapes_document(result), indent=2))
     (out / "summary.txt").write_text(summary)
+    from lstm_exp.compute.analyses import pca_trajectories
+
+    # Drawn by the recorder, which has no model spec: the projections travel as an artifact.
+    trajectories = pca_trajectories(result.arrays, result.spec, lengths)
+    np.savez(out / "pca_trajectories.npz", **{f"layer_{k}": v for k, v in trajectories.items()})
+    if cfg.tracking.log_model:
+        from lstm_exp.compute.export_model import save_stack_model
+
+        save_stack_model(result.spec, result.weights, result.arrays["input"].shape[-1], out / MODEL_FILE)
     return out
 
 
@@ -98,3 +133,12 @@ def draw_plots(folder: Path, metrics: list) -> None:
     plots.layer_h_heatmaps(arrays, layers, folder / "plots")
     plots.gate_heatmaps(arrays, folder / "plots")
     plots.norms_over_time(per_step, folder / "plots")
+    if (folder / "pca_trajectories.npz").is_file():
+        with np.load(folder / "pca_trajectories.npz") as archive:
+            projections = {int(n.split("_")[1]): archive[n] for n in archive.files}
+        plots.pca_trajectories(projections, folder / "plots")
+    losses = {name: [v for n, v, _ in sorted(metrics, key=lambda m: m[2]) if n == name]
+              for name in ("train_loss", "val_loss")}
+    if losses["val_loss"]:
+        baseline = next(v for n, v, _ in metrics if n == "baseline_loss")
+        plots.loss_curves(losses, baseline, folder / "plots")

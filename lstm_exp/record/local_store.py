@@ -44,11 +44,12 @@ class LocalStore:
 
     def log(self, uri: str, run_id: str, folder: str, metrics: list, params: dict[str, str],
             tags: dict[str, str]) -> None:
-        """Draws the plots, logs the run's folder, metrics, params and tags, and ends it FINISHED."""
-        from lstm_exp.record import artifacts
+        """Draws the plots; logs the model (if saved), folder, metrics, params and tags; ends it FINISHED."""
+        from lstm_exp.record import artifacts, model_log
 
         artifacts.draw_plots(Path(folder), metrics)
         client = self.client(uri)
+        model_log.log_stack_model(client, run_id, Path(folder))  # takes model.keras out of the folder
         store.log_run_directory(client, run_id, Path(folder), metrics, params, tags)
         store.end_run(client, run_id, "FINISHED")
 

@@ -66,6 +66,35 @@ def norms_over_time(norms: dict[str, list[float]], out: Path) -> Path:
     return _save(fig, out / "h_norm_over_time.png")
 
 
+def pca_trajectories(projections: dict[int, np.ndarray], out: Path) -> list[Path]:
+    """One figure per layer: each batch row's hidden state over time in its first two principal axes."""
+    paths = []
+    for k, points in sorted(projections.items()):  # (B, T, 2), NaN past a row's length
+        fig, ax = plt.subplots(figsize=(4.6, 4))
+        fig.subplots_adjust(bottom=0.14, left=0.15)
+        for b in range(min(points.shape[0], 10)):
+            ax.plot(points[b, :, 0], points[b, :, 1], marker=".", linewidth=1, label=f"row {b}")
+            ax.plot(points[b, :1, 0], points[b, :1, 1], marker="o", color="black", markersize=3)
+        ax.set(title=f"layer {k} h, PCA (dot: t=0)", xlabel="PC 1", ylabel="PC 2")
+        if points.shape[0] <= 10:
+            ax.legend(fontsize="small")
+        paths.append(_save(fig, out / f"layer_{k}_pca.png"))
+    return paths
+
+
+def loss_curves(losses: dict[str, list[float]], baseline: float, out: Path) -> Path:
+    """Training and validation loss per epoch, with the task's trivial predictor as a line."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig.subplots_adjust(bottom=0.15, left=0.12)
+    for name, values in losses.items():
+        ax.plot(range(len(values)), values, marker="o", label=name)
+    ax.axhline(baseline, color="grey", linestyle="--", label="baseline")
+    ax.set(xlabel="epoch", ylabel="loss", title="training")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    return _save(fig, out / "loss.png")
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Margins are set by hand: a layout engine or bbox_inches="tight" doubles the drawing time.

@@ -18,6 +18,8 @@ import time
 
 from lstm_exp.errors import ConfigError
 
+OPEN_GRACE_S = 120  # an open's bound beyond tracking.timeout_s (MLflow's import, a first migration)
+
 
 class RecorderError(RuntimeError):
     """The recorder died, hung, or failed a request for a reason other than bad input."""
@@ -114,7 +116,8 @@ class RecorderStore:
         return self.recorder.send("open", **args)
 
     def finish_open(self, request_id: int) -> dict:
-        return self.recorder.wait(request_id, "open", self.timeout_s)
+        # Opening includes importing MLflow and migrating a fresh database, on a possibly busy machine.
+        return self.recorder.wait(request_id, "open", OPEN_GRACE_S + self.timeout_s)
 
     def open(self, **args) -> dict:
         return self.finish_open(self.begin_open(**args))

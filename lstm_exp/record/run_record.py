@@ -67,22 +67,21 @@ class RunRecord:
             ConfigError: the store refused (unreachable, deleted experiment, ...); no run exists.
         """
         args = vars(request)
-        if hasattr(store, "begin_open"):  # the recorder opens the store while `meanwhile` runs here
-            pending = store.begin_open(**args)
+        recorder = hasattr(store, "begin_open")  # then the store opens while `meanwhile` runs here
+        # SIGTERM is ours from the moment the run may exist (a launcher may have set its own handler).
+        with _signals_kept():
+            pending = store.begin_open(**args) if recorder else None
+            opened = None if recorder else store.open(**args)
             try:
                 if meanwhile:
                     meanwhile()
             except BaseException as error:
-                opened = store.finish_open(pending)
+                opened = opened or store.finish_open(pending)
                 if not opened["skipped"]:
                     cls(store, request.uri, opened["run_id"], opened["experiment_id"],
                         request.timeout_s)._end_anyway(*_status_of(error))
                 raise
-            opened = store.finish_open(pending)
-        else:
-            opened = store.open(**args)
-            if meanwhile:
-                meanwhile()
+            opened = opened or store.finish_open(pending)
         if opened["skipped"]:
             return Skipped(opened["run_id"], opened["experiment_id"])
         return cls(store, request.uri, opened["run_id"], opened["experiment_id"], request.timeout_s)
@@ -113,7 +112,8 @@ class RunRecord:
         from lstm_exp.record.local_store import LocalStore
 
         try:
-            LocalStore().end(self.uri, self.run_id, status, f"{reason} (then: {first})", orphans_reason)
+            also = "" if str(first) in reason else f" (and the store could not end the run: {first})"
+            LocalStore().end(self.uri, self.run_id, status, reason + also, orphans_reason)
             self.status = status
         except Exception as error:  # noqa: BLE001
             log.error("could not end run %s as %s: %s; then %s", self.run_id, status, first, error)

@@ -13,7 +13,6 @@ or load, which makes the engine fall back.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import platform
@@ -76,6 +75,8 @@ def _key(compiler: str) -> str:
 
 def _lock(path: Path):
     """An exclusive ``flock`` on ``path``, waited for at most LOCK_TIMEOUT_S."""
+    import fcntl  # POSIX only; elsewhere the ImportError makes the engine fall back
+
     handle = open(path, "a+")  # noqa: SIM115 - held until the caller closes it
     deadline = time.monotonic() + LOCK_TIMEOUT_S
     while True:

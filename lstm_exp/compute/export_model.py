@@ -1,0 +1,68 @@
+"""The run's stack as one saved Keras model, x (B, T, F) -> output (B, T, H), for `tracking.log_model`.
+
+The runner's `KerasStack` also reports states and gates, and takes lengths and initial states; the
+exported model is what a user predicts with: new sequences in, the last layer's output out, from zero
+initial states with every step valid. It is a plain functional model of stock Keras layers (and the
+TF1-style cell, registered as `lstm_exp>TF1LSTMCell`), so `keras.saving.load_model` rebuilds it once
+`lstm_exp.compute.cells` is imported.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from lstm_exp.compute.keras_stack import STOCK_LAYERS
+from lstm_exp.config.validate import ModelSpec
+
+
+def _recurrent_layer(spec: ModelSpec, k: int, name: str, backwards: bool) -> keras.layers.Layer:
+    """Layer k of one direction, emitting its output sequence alone (no states, no gates)."""
+    if spec.cell == "lstm" and spec.has_extras:
+        from lstm_exp.compute.cells import TF1LSTMCell
+
+        cell = TF1LSTMCell(spec.units[k], peepholes=spec.peepholes, cell_clip=spec.cell_clip,
+                           proj_size=spec.proj_size, proj_clip=spec.proj_clip, return_gates=False,
+                           name=f"{name}_cell")
+        return keras.layers.RNN(cell, return_sequences=True, go_backwards=backwards, name=name)
+    return STOCK_LAYERS[spec.cell](spec.units[k], return_sequences=True, go_backwards=backwards, name=name)
+
+
+def _assign(layer: keras.layers.Layer, weights: dict[str, np.ndarray], prefix: str) -> None:
+    for variable in layer.weights:  # names as in `KerasStack`: kernel, recurrent_kernel, bias, extras
+        variable.assign(weights[prefix + variable.name])
+
+
+def stack_model(spec: ModelSpec, weights: dict[str, np.ndarray], features: int) -> keras.Model:
+    """A Keras model of the stack with the run's weights (keras layout).
+
+    A bidirectional layer is `keras.layers.Bidirectional`: its backward direction reads the sequence
+    reversed and its outputs are put back in time order, as the runner's stack does for full rows.
+
+    Example:
+        >>> model = stack_model(ModelSpec("lstm", (4, 5)), weights, features=6)
+        >>> model(np.zeros((2, 3, 6), "float32")).shape
+        TensorShape([2, 3, 5])
+    """
+    x = keras.Input((None, features), name="x")  # (B, T, F), any T
+    seq, placed = x, []
+    for k in range(len(spec.units)):
+        name = f"layer_{k}"
+        if spec.bidirectional:
+            layer = keras.layers.Bidirectional(
+                _recurrent_layer(spec, k, f"{name}_fw", False),
+                backward_layer=_recurrent_layer(spec, k, f"{name}_bw", True), name=name)
+            placed += [(layer.forward_layer, f"{name}/fw/"), (layer.backward_layer, f"{name}/bw/")]
+        else:
+            layer = _recurrent_layer(spec, k, name, False)
+            placed.append((layer, f"{name}/"))
+        seq = layer(seq)  # (B, T, H_k), both directions concatenated
+    model = keras.Model(x, seq, name="lstm_exp_stack")
+    for layer, prefix in placed:  # built by the call above; the wrapper holds its own copies
+        _assign(layer, weights, prefix)
+    return model
+
+
+def save_stack_model(spec: ModelSpec, weights: dict[str, np.ndarray], features: int, path: Path) -> None:
+    """Saves `stack_model(...)` to `path`, a `.keras` file."""
+    stack_model(spec, weights, features).save(Path(path))
