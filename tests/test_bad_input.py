@@ -402,14 +402,8 @@ def _runs(launch) -> list[tuple[str, str | None]]:
 # OmegaConf's FloatNode converts with float(), whose OverflowError (an int beyond float64) is not one of
 # OmegaConf's errors: `cli/run.py:main` must turn it into the one line too (it carries "full_key: ...").
 # Likewise Hydra's defaults list raises ValueError/TypeError for a config group given a number or a list.
-OUTSIDE_COMPUTE = {"forget-bias-huge-int": "OmegaConf's OverflowError reaches main() as exit 1",
-                   **{f"group-{kind}": "Hydra's ValueError/TypeError reaches main() as exit 1"
-                      for kind in ("int", "float", "list-of-ints", "list-of-null", "nested-lists")}}
-
-
 def _params():
-    marks = {i: pytest.mark.xfail(reason=why, strict=True) for i, why in OUTSIDE_COMPUTE.items()}
-    return [pytest.param(*c[1:], id=c[0], marks=marks.get(c[0], ())) for c in CASES]
+    return [pytest.param(*c[1:], id=c[0]) for c in CASES]
 
 
 @pytest.mark.parametrize("overrides,key,how", _params())

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
@@ -54,7 +55,8 @@ class UI:
 
     def __init__(self, driver, screens: Path | None = None) -> None:
         self.driver, self.screens, self.step = driver, screens, 0
-        self.wait = WebDriverWait(driver, WAIT_S)
+        # A React re-render may replace an element between finding and reading it: look again.
+        self.wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
 
     def shot(self, name: str) -> Path | None:
         if self.screens is None:
@@ -98,6 +100,12 @@ class UI:
 
     def search(self, placeholder: str, text: str) -> None:
         self.element(f"//input[@placeholder='{placeholder}']").send_keys(text)
+
+    def chart_sections(self) -> list[str]:
+        """The names of the Model metrics tab's chart sections, as shown."""
+        headers = self.driver.find_elements(
+            By.XPATH, "//*[@data-testid='experiment-view-compare-runs-section-header']")
+        return [h.text.splitlines()[0] for h in headers if h.is_displayed() and h.text]
 
     def artifact(self, name: str) -> None:
         """Clicks a file or folder in the Artifacts tab's tree."""
@@ -152,7 +160,8 @@ def test_the_printed_links_show_runs_as_a_person_expects(tmp_path):
         ui.shot("run-logged-model")
 
         ui.tab("Model metrics")
-        ui.see("timing")  # the timings' own section, apart from the states and the check
+        # Charts grouped by the name's prefix: timing/* apart from the states' metrics and the check.
+        ui.wait.until(lambda _: {"Model metrics", "timing"} <= set(ui.chart_sections()), "no chart sections")
         ui.search("Search metric charts", "layer_0.h_norm")
         ui.element("//h4[@title='layer_0.h_norm']")
         ui.see("Step")  # a per-step chart (layer_0.h_norm with step=t), not a single bar

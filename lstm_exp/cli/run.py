@@ -7,6 +7,7 @@ Exit status: 0 success; 2 bad configuration or input (one line on stderr); 1 une
 import functools
 import logging
 import os
+import re
 import sys
 import time
 
@@ -76,6 +77,38 @@ def _one_line(error: BaseException) -> str:
     return text
 
 
+def _composition_error(error: BaseException) -> str | None:
+    """One line for an error Hydra or OmegaConf raised while composing the config, else None.
+
+    Some of their checks raise plain ValueError, TypeError or OverflowError (a config group given a
+    number, an integer too large for a float key) without naming the key: it is found here.
+    """
+    frames = []
+    traceback = error.__traceback__
+    while traceback is not None:
+        frames.append(traceback.tb_frame.f_code.co_filename)
+        traceback = traceback.tb_next
+    ours = [f for f in frames if "/lstm_exp/" in f and not f.endswith("/lstm_exp/cli/run.py")]
+    if ours or not any(("/hydra/" in f or "/omegaconf/" in f) for f in frames[-1:]):
+        return None  # raised by a job or the sweeper, not by composition
+    text = str(error)
+    if "full_key:" in text:  # OmegaConf's node errors carry the key in their text
+        key = text.split("full_key:")[1].split()[0]
+        value = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.split("=", 1)[0].lstrip("+~") == key),
+                     "?")
+        reason = text.splitlines()[0]
+        return str(errors.ConfigError(key, value, f"a value the schema's type can hold ({reason})"))
+    for override in sys.argv[1:]:
+        key, _, value = override.partition("=")
+        group = key.lstrip("+~")
+        # A group override (no dot in its key) whose value is no config name: a number, a list.
+        if "." not in group and value and not re.fullmatch(r"[A-Za-z_][\w-]*(,[A-Za-z_][\w-]*)*", value):
+            options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+            allowed = "the name of one of its configs" + (": " + ", ".join(options) if options else "")
+            return str(errors.ConfigError(key, value, allowed))
+    return None
+
+
 def main() -> None:
     """Runs Hydra and turns every failure into an exit status and, for bad input, one plain line."""
     from hydra.errors import HydraException
@@ -102,6 +135,12 @@ def main() -> None:
     except Terminated:
         print("terminated (SIGTERM)", file=sys.stderr)
         sys.exit(143)
+    except (ValueError, TypeError, OverflowError) as error:
+        line = _composition_error(error)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
 
 
