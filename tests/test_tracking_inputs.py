@@ -55,7 +55,8 @@ def test_a_deleted_experiment_says_how_to_restore_it(tmp_path):
     assert proc.returncode == 2, proc.stderr
     (line,) = error_lines(proc)
     assert line.startswith("error: tracking.experiment must be an experiment that is not deleted")
-    assert "mlflow experiments restore --experiment-id" in line and "Received: tracking.experiment='gone'" in line
+    assert "mlflow experiments restore --experiment-id" in line
+    assert line.endswith("Received: tracking.experiment='gone'")
     assert client.search_runs([e.experiment_id for e in client.search_experiments(view_type=3)]) == []
 
 
