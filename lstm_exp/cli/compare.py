@@ -51,8 +51,29 @@ def table_row(client, run) -> dict[str, str]:
         "h norms": _norms(metrics, "h"),
         "c norms": _norms(metrics, "c"),
         "ref err": "" if err is None else f"{err:.2g}",
+        "f mean": _per_layer(metrics, "forget_mean"),
+        "pca 1": _per_layer(metrics, "pca_var_1"),
+        "val loss": _value(metrics, "val_loss"),
+        "/ baseline": _beats(metrics),
         "status": run.info.status,
     }
+
+
+def _per_layer(metrics: dict[str, float], statistic: str) -> str:
+    names = sorted((n for n in metrics if n.startswith("layer_") and n.endswith("." + statistic)),
+                   key=lambda n: int(n.split(".")[0][len("layer_") :]))
+    return " ".join(f"{metrics[n]:.3g}" for n in names)
+
+
+def _value(metrics: dict[str, float], name: str) -> str:
+    return f"{metrics[name]:.4g}" if name in metrics else ""
+
+
+def _beats(metrics: dict[str, float]) -> str:
+    """A trained run's validation loss over its task's trivial predictor: below 1 beats it."""
+    if "val_loss" not in metrics or not metrics.get("baseline_loss"):
+        return ""
+    return f"{metrics['val_loss'] / metrics['baseline_loss']:.3f}"
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
@@ -80,6 +101,12 @@ def compare_two(client, run_a, run_b) -> str:
             lines.append(f"only in {label}: {', '.join(only)}")
     pa, pb = run_a.data.params, run_b.data.params
     keys = sorted(k for k in {*pa, *pb} if pa.get(k) != pb.get(k))
+    ma, mb = run_a.data.metrics, run_b.data.metrics
+    shared = sorted(n for n in {*ma, *mb} if "/" not in n)  # timings (timing/...) say nothing of the states
+    lines.append("metrics (A | B):")
+    width = max((len(n) for n in shared), default=0)
+    lines += [f"  {n:<{width}}  {_value(ma, n) or '(absent)'} | {_value(mb, n) or '(absent)'}"
+              for n in shared]
     lines.append("config keys that differ (A | B):" if keys else "config: identical params")
     width = max((len(k) for k in keys), default=0)
     lines += [f"  {k:<{width}}  {pa.get(k, '(absent)')} | {pb.get(k, '(absent)')}" for k in keys]

@@ -68,6 +68,8 @@ def format_sweep_table(rows: list[dict]) -> str:
         return "no jobs"
     metric_names = sorted({k for r in rows for k in r if k.endswith("_norm") and k.startswith("layer_")})
     shown = [*metric_names[-1:], "reference_max_abs_err"]  # the last layer's h norm and the check
+    if any("val_loss" in r for r in rows):  # a training sweep: how each job did against the baseline
+        shown += ["val_loss", "baseline_loss"]
 
     def cell(row, key):
         value = row.get(key)
