@@ -47,7 +47,8 @@ def run_name(cfg: DictConfig, overrides: list[str]) -> str:
 
 def _summary_metrics(metrics: list) -> dict[str, float]:
     return {name: value for name, value, _ in metrics
-            if name.endswith(("h_norm", "c_norm")) or name in ("reference_max_abs_err", "val_loss", "baseline_loss")}
+            if name.endswith(("h_norm", "c_norm"))
+            or name in ("reference_max_abs_err", "val_loss", "baseline_loss")}
 
 
 def run_job(cfg: DictConfig, overrides: list[str], store=None,
