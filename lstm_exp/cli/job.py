@@ -118,6 +118,8 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
         f"\nMLflow run {record.run_id} in experiment '{cfg.tracking.experiment}' ({uri})"
         f"\nbrowse it: {mlflow_store.ui_command(uri, record.experiment_id, record.run_id)}"
     )
+    if cfg.tracking.log_model:
+        report += f"\nthe stack as a model: mlflow.pyfunc.load_model('runs:/{record.run_id}/model')"
     return JobOutcome(0, "FINISHED", report, record.run_id, record.experiment_id, uri,
                       seconds=time.perf_counter() - start, metrics=_summary_metrics(metrics),
                       output_shape=str(tuple(result.arrays["output"].shape)))
