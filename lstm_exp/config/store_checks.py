@@ -12,7 +12,7 @@ from lstm_exp.errors import ConfigError
 # MLflow stores lstm_exp can record to (a file store is refused by MLflow 3 itself).
 URI_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 # The database driver each SQL scheme needs, and the extra of ours that installs it.
-DRIVERS = {"postgresql": ("psycopg2", "postgres"), "mysql": ("pymysql", None), "mssql": ("pyodbc", None)}
+DRIVERS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", None), "mssql": ("pyodbc", None)}
 MAX_EXPERIMENT_NAME = 256  # experiments.name is VARCHAR(256) in MLflow's SQL schema
 MAX_RUN_NAME = 250  # runs.name is VARCHAR(250)
 _ALLOWED_URI = "null (sqlite:///<launch dir>/mlflow.db) or a URI of scheme " + ", ".join(URI_SCHEMES)
