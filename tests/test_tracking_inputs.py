@@ -7,8 +7,7 @@ job in its own run (the bug where job 1 logged into job 0's run).
 import pytest
 from conftest import error_lines, run_cli
 from mlflow.tracking import MlflowClient
-
-from lstm_exp.cli import run
+from test_bad_input import _in_process
 
 # (id, override, what the line must contain); all refused before TensorFlow or MLflow load.
 REFUSED = [
@@ -29,11 +28,9 @@ REFUSED = [
 @pytest.mark.parametrize(("override", "expected"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
 def test_tracking_settings_mlflow_would_refuse(override, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["lstm-exp", override, "hydra.run.dir=out"])
-    with pytest.raises(SystemExit) as exit_:
-        run.main()
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert exit_.value.code == 2 and len(lines) == 1, lines
+    status, stderr = _in_process([override], monkeypatch, capsys)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert status == 2 and len(lines) == 1, lines
     key = override.split("=")[0]
     assert lines[0].startswith(f"error: {key} must be") and expected in lines[0]
     assert not (tmp_path / "mlflow.db").exists()
