@@ -153,8 +153,11 @@ def summary(results: dict) -> str:
                              f"{100 * row['fraction_of_peak']:5.1f}%  "
                              f"{row['time_vs_torch']:5.2f} x torch  x{row['speedup_vs_stock']:.2f} vs stock  "
                              f"cpu {row['cpu_ms']:8.2f} ms")
+            one = rows.get("torch_1thread")
             lines.append(f"  native time / torch time: {rows['native']['time_vs_torch']:.2f} "
-                         f"(target <= {NATIVE_VS_TORCH[size]})")
+                         f"(target <= {NATIVE_VS_TORCH[size]})"
+                         + (f"; / torch_1thread time: {rows['native']['median_ms'] / one['median_ms']:.2f}"
+                            if one else ""))
             best = min((r for n, r in rows.items() if n.startswith("fused")), key=lambda r: r["median_ms"])
             lines.append(f"  best fused vs stock tf.function: x{best['speedup_vs_stock']:.2f} "
                          f"(target >= {TARGETS['fused_vs_stock']})"

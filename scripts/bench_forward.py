@@ -55,7 +55,6 @@ def torch_contender(weights, units, threads):
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(threads)
     mods = []
     for k, u in enumerate(units):
         kern = weights[f"layer_{k}/kernel"]
@@ -68,6 +67,7 @@ def torch_contender(weights, units, threads):
         mods.append(m)
 
     def run(x):
+        torch.set_num_threads(threads)  # process-wide: each torch contender sets its own per call
         with torch.inference_mode():
             h = torch.from_numpy(x)
             for m in mods:
@@ -91,6 +91,10 @@ def contenders(weights, units, feats, with_torch, threads):
     runs = {name: (lambda x, f=f: f(tf.constant(x)).numpy()) for name, f in out.items()}
     if with_torch and (torch_run := torch_contender(weights, units, threads)) is not None:
         runs["torch"] = torch_run
+        if threads > 1:
+            # nn.LSTM meets its other threads at every step: on cores shared with other jobs a
+            # descheduled partner stalls it, so one thread shows what torch does without that.
+            runs["torch_1thread"] = torch_contender(weights, units, 1)
     return runs
 
 

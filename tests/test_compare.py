@@ -26,7 +26,8 @@ def test_table_lists_each_run_with_shapes_norms_and_status(lstm_and_gru, capsys)
     compare.main(["--tracking-uri", uri])
     header, *rows = capsys.readouterr().out.splitlines()
     assert header.split() == ["run", "name", "model", "cell", "units", "input", "output", "h", "norms",
-                              "c", "norms", "ref", "err", "status"]
+                              "c", "norms", "ref", "err", "f", "mean", "pca", "1", "val", "loss", "/",
+                              "baseline", "status"]
     assert len(rows) == 2  # the sweep's parent is not an experiment of its own
     lstm_row = next(r for r in rows if r.startswith(runs["lstm"].info.run_id[:8]))
     assert "stacked" in lstm_row and "[4, 5]" in lstm_row and lstm_row.endswith("FINISHED")

@@ -12,10 +12,10 @@ from lstm_exp.errors import ConfigError
 AGREEMENT = 1e-5  # float32, two engines on the same weights
 
 
-def test_auto_keeps_small_inputs_on_eager_keras_and_large_ones_on_fused():
+def test_auto_takes_native_for_plain_lstm_stacks_at_every_size():
     spec = ModelSpec("lstm", (4, 5))
-    assert choose_engine(spec, (2, 3, 6)) == "keras"  # the tutorial: compiling cannot pay off
-    assert choose_engine(spec, (FUSED_MIN_SIZE // 9 + 1, 1, 6)) == "fused"
+    assert choose_engine(spec, (2, 3, 6)) == "native"  # the tutorial: native has no crossover
+    assert choose_engine(spec, (FUSED_MIN_SIZE // 9 + 1, 1, 6)) == "native"
     for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True),
                         ModelSpec("lstm", (4,), peepholes=True)):
         assert choose_engine(unsupported, (10_000, 100, 6)) == "keras"

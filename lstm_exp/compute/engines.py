@@ -50,11 +50,11 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     #   (16,64,32) [64,64]:       native 0.012 / 0.006,  eager Keras 0.475 / 0.374, fused graph 0.24 / 0.007
     #   (32,128,64) [256,256]:    native 0.125 / 0.119,  eager Keras 0.690 / 0.583, fused XLA 0.83 / 0.076
     # Eager native traces and compiles nothing per run; its one cost, compiling the op (~5-10 s),
-    # is paid once per machine and TensorFlow version. Timed passes (native in a tf.function, fused
-    # under XLA), CPU ms per pass / wall median ms, load average 10-13: (32,128,64) [256,256] native
-    # 39 / 75, fused XLA 46 / 61; (64,256,128) [512,512] native 543 / 1327, fused XLA 711 / 1848.
-    # Native needs the least CPU everywhere; under that much outside load its two static row
-    # chunks get less of the cores than TF's pools, so its wall time at the first size lost.
+    # is paid once per machine and TensorFlow version. Timed passes (scripts/bench.py --only forward;
+    # native in a tf.function), median ms, load average 3-5: (32,128,64) [256,256] native 37, fused
+    # XLA 46, stock XLA 48; (64,256,128) [512,512] native 515, fused 675-819, stock 645-654. It also
+    # needs the least CPU per pass everywhere; only at load 10-13 did its two static row chunks get
+    # less of the cores than TF's pools and lose at the first size (81 ms vs fused 61-68).
     if fusable(spec):
         return "native"
     return "keras"

@@ -44,7 +44,7 @@ class Prepared:
     data: InputData
     weights: dict[str, np.ndarray]
     expected_shapes: dict[str, tuple[int, ...]]
-    engine: str  # keras | fused, `model.implementation` resolved for this input
+    engine: str  # keras | fused | native, `model.implementation` resolved for this input
 
 
 @dataclass
@@ -141,6 +141,7 @@ def execute(
         load_tensorflow(cfg.seed)
         engine = prepared.engine
         run_once = build_forward(engine, spec, prepared.weights, data, cfg.run.repeat)
+        engine = run_once.engine  # what runs: native falls back to fused where it cannot build
         timings["build_s"] = time.perf_counter() - start
 
         start = time.perf_counter()

@@ -98,6 +98,7 @@ def _compile(compiler: str, target: Path) -> None:
             proc = subprocess.run(_command(compiler, flags, partial), capture_output=True, text=True,
                                   timeout=BUILD_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as err:
+            partial.unlink(missing_ok=True)
             errors.append(str(err))
             continue
         if proc.returncode == 0:
