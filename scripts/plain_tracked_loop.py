@@ -2,7 +2,8 @@
 
 Each iteration builds the tutorial's stack (LSTM 4 -> LSTM 5, Keras 3), runs its (2, 3, 6) batch, and
 logs to a SQLite MLflow store what an lstm_exp job logs: the params, per-step h norms and the final
-norms, the arrays and weights as .npz, and five PNG plots (an lstm_exp `model=stacked` run draws five).
+norms, the arrays and weights as .npz, and seven PNG plots (an lstm_exp `model=stacked` run draws
+seven: h and gates per layer, the norms over time, and a PCA trajectory per layer).
 Usage: .venv/bin/python scripts/plain_tracked_loop.py [RUNS]   (default 1; the store: ./plain.db)
 """
 
@@ -60,9 +61,14 @@ def main(runs: int) -> None:
                 mlflow.log_metric(f"layer_{k}.c_norm", float(np.linalg.norm(arrays[f"layer_{k}/c"])))
             folder = Path(tmp)
             np.savez(folder / "states.npz", **arrays)
-            for k in range(len(UNITS)):  # h per layer, and a four-panel figure per layer
+            for k in range(len(UNITS)):  # h per layer, a four-panel figure and a 2-D trajectory per layer
                 figure(folder / f"layer_{k}_h.png", list(arrays[f"layer_{k}/sequence"]), f"layer {k} h")
                 figure(folder / f"layer_{k}_gates.png", [arrays[f"layer_{k}/sequence"][0]] * 4, "gates")
+                fig, ax = plt.subplots(figsize=(4.6, 4))
+                for row in arrays[f"layer_{k}/sequence"]:
+                    ax.plot(row[:, 0], row[:, 1], marker=".")
+                fig.savefig(folder / f"layer_{k}_trajectory.png", dpi=90)
+                plt.close(fig)
             fig, ax = plt.subplots(figsize=(6, 3.5))
             ax.plot(np.linalg.norm(arrays["layer_1/sequence"], axis=(0, 2)), marker="o")
             fig.savefig(folder / "h_norm_over_time.png", dpi=90)
