@@ -115,21 +115,28 @@ def sweep(smoke: bool, cwd: Path) -> dict:
             "per_job_ratio": per_job["sweep"] / per_job["plain"]}
 
 
+def train(smoke: bool) -> dict:
+    """One training epoch through lstm_exp vs the same Keras model trained by hand (bench_train.py)."""
+    import bench_train
+
+    return bench_train.bench_train(smoke)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=Path("bench.json"), help="where the results go")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round: checks it runs")
-    parser.add_argument("--only", choices=("forward", "start", "sweep"), action="append")
+    parser.add_argument("--only", choices=("forward", "start", "sweep", "train"), action="append")
     args = parser.parse_args()
     # Process sections first: a child forked from a parent that already holds TensorFlow starts with
     # the parent's resident pages, which would inflate every peak RSS measured after that.
-    sections = args.only or ["start", "sweep", "forward"]
+    sections = args.only or ["start", "sweep", "forward", "train"]
     results, started = {"smoke": args.smoke}, time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lstm_exp_bench_") as tmp:
         for section in sections:
             print(f"[{time.perf_counter() - started:6.1f} s] {section} ...", flush=True)
             results[section] = {"forward": forward, "start": lambda s: start(s, Path(tmp)),
-                                "sweep": lambda s: sweep(s, Path(tmp))}[section](args.smoke)
+                                "sweep": lambda s: sweep(s, Path(tmp)), "train": train}[section](args.smoke)
     results["total_s"] = time.perf_counter() - started
     args.json.write_text(json.dumps(results, indent=2))
     print(summary(results))
@@ -175,6 +182,10 @@ def summary(results: dict) -> str:
         lines.append(f"sweep of {sw['jobs']}: {sw['per_job_s']['sweep']:.3f} s per job / plain tracked loop "
                      f"{sw['per_job_s']['plain']:.3f} s per run = {sw['per_job_ratio']:.2f} "
                      f"(target <= {TARGETS['sweep_per_job']})")
+    if "train" in results:
+        import bench_train
+
+        lines.append(bench_train.summary(results["train"]))
     lines.append(f"total: {results['total_s']:.0f} s")
     return "\n".join(lines)
 

@@ -1,6 +1,8 @@
-"""scripts/bench: its smoke run completes and writes every section's ratios to JSON."""
+"""scripts/bench: its smoke run completes and writes every section to JSON. The structure is checked,
+not the ratios: a smoke run's timings are too short and too noisy to mean anything."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -8,17 +10,25 @@ import pytest
 from conftest import REPO
 
 
+def _number(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 @pytest.mark.slow
 def test_bench_smoke_writes_its_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--smoke", "--json", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert results["smoke"] is True
-    assert results["forward"]["matmul_peak_gflops"] > 0
+    assert results["smoke"] is True and set(results) >= {"start", "sweep", "forward", "train", "total_s"}
     rows = results["forward"]["stack"]["results"]
-    assert {"stock_tf_function", "fused_layerwise_xla", "fused_wavefront_graph"} <= set(rows)
-    assert results["start"]["wall_ratio"] > 0 and results["start"]["rss_ratio"] > 0
-    assert results["sweep"]["per_job_ratio"] > 0
-    assert "cold start:" in proc.stdout and "sweep of 3:" in proc.stdout
+    assert {"native", "torch", "stock_tf_function", "fused_layerwise_xla"} <= set(rows)
+    assert all(_number(row["median_ms"]) and _number(row["time_vs_torch"]) for row in rows.values())
+    assert all(_number(results["start"][k]) for k in ("wall_ratio", "rss_ratio"))
+    sweep = results["sweep"]
+    assert sweep["jobs"] == 3 and set(sweep["runs"]) == {"sweep_1", "sweep_3", "plain_1", "plain_3"}
+    assert _number(sweep["per_job_ratio"])
+    assert _number(results["train"]["ratio"])
+    for line in ("cold start:", "sweep of 3:", "native time / torch time:", "training epoch"):
+        assert line in proc.stdout

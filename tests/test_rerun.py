@@ -63,3 +63,18 @@ def test_altered_logged_weights_are_reported(logged_run, tmp_path):
     assert verdicts["layer_1/h"].startswith("max |diff| = ") and verdicts["output"] != "identical"
     assert "arrays differ" in proc.stdout.splitlines()[-1]
     assert not error_lines(proc)
+
+
+def test_a_trained_run_retrains_to_the_same_weights_bit_for_bit(tmp_path):
+    # Small enough to train in seconds; what matters is that training again gives the same bits.
+    proc = run_cli("task=adding", "task.epochs=2", "task.train_size=256", "task.val_size=64",
+                   "model.units=[8]", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 2/2" in proc.stdout  # the per-epoch progress line
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("lstm_exp").experiment_id])
+    assert {"train_loss", "val_loss", "baseline_loss", "train_s"} <= set(run.data.metrics)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [0, 1]
+    proc = run_cli(run.info.run_id, module="lstm_exp.rerun", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "weights:layer_0/kernel" in proc.stdout and "identical" in proc.stdout
