@@ -22,6 +22,7 @@ from slurm_cluster import Cluster, slurm_cluster
 from sweeps import read_states
 
 import lstm_exp
+from lstm_exp.compute.runner import RELEASE_FILE
 
 # The preset, with a short grace and poll for a local filesystem and an idle test cluster.
 SLURM = ("hydra/launcher=slurm", "hydra.launcher.poll_s=1", "hydra.launcher.lost_job_grace_s=5")
@@ -160,18 +161,20 @@ def cancelled_run_line(client: MlflowClient) -> str:
 
 
 # Long enough to be cancelled while its run is open, short enough to run to its end when resumed.
-RESUMABLE = "run.repeat=0,300"
+# Job 1 holds its open run (run.inject_fault=pause) until a release file appears in its launch
+# directory: it is surely running when cancelled, whatever the machine's load.
+RESUMABLE = "run.inject_fault=null,pause"
 
 
 @pytest.mark.slow
 def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(cluster, server, tmp_path):
     client = MlflowClient(server)
-    overrides = (*LONG, RESUMABLE, *tracked(server, "slurm_cancel"))
+    overrides = (*SMALL, RESUMABLE, *tracked(server, "slurm_cancel"))
 
-    def computing():  # job 0 (the same work but the repeats) is done, job 1's run is open: it computes
+    def computing():  # job 0 is done, job 1's run is open: it waits for the release that never comes
         exp = client.get_experiment_by_name("slurm_cancel")
         runs = client.search_runs([exp.experiment_id], "tags.mlflow.parentRunId LIKE '%'") if exp else []
-        status = {("run.repeat=300" in run.data.tags["lstm_exp.overrides"]): run.info.status for run in runs}
+        status = {("inject_fault=pause" in run.data.tags["lstm_exp.overrides"]): run.info.status for run in runs}
         return status == {False: "FINISHED", True: "RUNNING"}
 
     with background_sweep(cluster, *overrides, launch=tmp_path) as proc:
@@ -183,13 +186,14 @@ def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(clus
     assert f"Slurm job {job_id} " in job_errors(done)[1]
     parent, children = sweep_children(client, "slurm_cancel")
     assert parent.info.status == "FAILED"
-    statuses = {("run.repeat=300" in o): c.info.status for o, c in children.items()}
+    statuses = {("inject_fault=pause" in o): c.info.status for o, c in children.items()}
     assert statuses[False] == "FINISHED"
-    cancelled = next(c for o, c in children.items() if "run.repeat=300" in o)
+    cancelled = next(c for o, c in children.items() if "inject_fault=pause" in o)
     assert cancelled.info.status in ("KILLED", "FAILED"), cancelled.data.tags.get("lstm_exp.error")
     assert "forward_ms" not in cancelled.data.metrics  # no partial work recorded as done
 
     (tmp_path / "resume").mkdir()
+    (tmp_path / "resume" / RELEASE_FILE).touch()  # this time job 1 may go on
     resumed = sweep(cluster, *overrides, "resume=true", launch=tmp_path / "resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     parent, children = sweep_children(client, "slurm_cancel")
@@ -197,7 +201,7 @@ def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(clus
     # Job 0 was skipped (its FINISHED run has the same config and code_version, which hashes the sources).
     versions = {o: c.data.tags.get("lstm_exp.code_version") for o, c in children.items()}
     assert [c.info.status for c in children.values()] == ["FINISHED"], versions
-    assert "run.repeat=300" in next(iter(children))
+    assert "inject_fault=pause" in next(iter(children))
 
 
 @pytest.mark.slow
