@@ -174,7 +174,8 @@ def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(clus
     def computing():  # job 0 is done, job 1's run is open: it waits for the release that never comes
         exp = client.get_experiment_by_name("slurm_cancel")
         runs = client.search_runs([exp.experiment_id], "tags.mlflow.parentRunId LIKE '%'") if exp else []
-        status = {("inject_fault=pause" in run.data.tags["lstm_exp.overrides"]): run.info.status for run in runs}
+        status = {("inject_fault=pause" in run.data.tags["lstm_exp.overrides"]): run.info.status
+                  for run in runs}
         return status == {False: "FINISHED", True: "RUNNING"}
 
     with background_sweep(cluster, *overrides, launch=tmp_path) as proc:
