@@ -31,10 +31,6 @@ def valid_mask(lengths: np.ndarray | None, batch: int, steps: int) -> np.ndarray
     return np.arange(steps)[None, :] < np.asarray(lengths)[:, None]
 
 
-def _directions(spec: ModelSpec) -> tuple[str, ...]:
-    return ("fw/", "bw/") if spec.bidirectional else ("",)
-
-
 def _in_row_order(seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     # A backward direction stepped over each row's valid steps reversed (TF1 bidirectional_dynamic_rnn);
     # reversing them again gives its arrays in the order it computed them. Padding stays in place.
@@ -86,7 +82,7 @@ def _lstm_stats(arrays, spec, k, mask, lengths, initial_state) -> dict[str, floa
     pre = f"layer_{k}/"
     gate_values = {g: [] for g in "ifo"}
     saturated_c = []
-    for d in _directions(spec):
+    for d in spec.directions:
         gates = {g: np.asarray(arrays[f"{pre}{d}gates/{g}"], np.float64) for g in "ifgo"}
         for g in "ifo":
             gate_values[g].append(gates[g][mask])  # (valid steps, C)
