@@ -159,7 +159,7 @@ def summary(results: dict) -> str:
                 lines.append(f"  {name:<24} {row['median_ms']:8.2f} ms {row['gflops']:7.1f} "
                              f"{100 * row['fraction_of_peak']:5.1f}%  "
                              f"{row['time_vs_torch']:5.2f} x torch  x{row['speedup_vs_stock']:.2f} vs stock  "
-                             f"cpu {row['cpu_ms']:8.2f} ms")
+                             f"cpu {row['cpu_ms']:8.2f} ms  first of turn {row['turn_first_ms']:8.2f} ms")
             one = rows.get("torch_1thread")
             lines.append(f"  native time / torch time: {rows['native']['time_vs_torch']:.2f} "
                          f"(target <= {NATIVE_VS_TORCH[size]})"

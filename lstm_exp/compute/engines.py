@@ -4,8 +4,8 @@
   the LSTM extras. Eager for a single pass, a `tf.function` when passes are timed.
 - `fused`: `fused.FusedLSTMStack`, plain LSTM stacks only: the input projection of every step as one
   product, only the recurrent product in the loop; a traced graph for a single pass, XLA when timed.
-- `native`: `native.NativeLSTMStack`, the same models as `fused`: the input projection as one product,
-  then a C++ op per layer runs the time loop (compiled on first use). Eager for a single pass, a
+- `native`: `native.NativeLSTMStack`, the same models as `fused`: a C++ op per layer (compiled on
+  first use) computes the input projection a cache-sized chunk of steps at a time and the time loop. Eager for a single pass, a
   `tf.function` when timed. Where it cannot be built or loaded, `resolve_engine` falls back.
 """
 

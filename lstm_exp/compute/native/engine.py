@@ -1,8 +1,8 @@
 """A stack of plain LSTM layers run by the native C++ op (``lstm_kernel.cc``), one op per layer.
 
-Per layer: the input projection of every step is one TensorFlow MatMul, ``(B*T, F) @ (F, 4H)``;
-the op then runs the time loop (recurrent product + cell) in C++. Everything stays batch-major,
-so no transposes are needed. Works eagerly and inside ``tf.function``.
+Per layer, one op runs the whole layer in C++: the input projection a chunk of steps at a time,
+then the time loop (recurrent product + cell). Everything stays batch-major, so no transposes are
+needed. Works eagerly and inside ``tf.function``.
 
 Variable lengths follow TF1 ``dynamic_rnn``: past a row's length its state is carried unchanged
 and its outputs (sequence and gates) are zero.
@@ -50,17 +50,22 @@ def load():
     return loaded
 
 
-def pack_recurrent_kernel(u: np.ndarray, width: int) -> np.ndarray:
-    """(H, 4H) keras-layout U -> (Hp/W, H, 4, W), units zero-padded to Hp, a multiple of W.
+def pack_kernel(kernel: np.ndarray, units: int, width: int) -> np.ndarray:
+    """(K, 4H) keras-layout W or U -> (Hp/W, K, 4, W), units zero-padded to Hp, a multiple of W.
 
-    Each W-unit block then holds its 4 gate slices contiguously per input unit k: the panel the
+    Each W-unit block then holds its 4 gate slices contiguously per input k: the panel the
     kernel streams while one register tile accumulates.
     """
-    units = u.shape[0]
+    depth = kernel.shape[0]
     padded = -(-units // width) * width
-    gates = np.zeros((units, 4, padded), np.float32)
-    gates[:, :, :units] = np.asarray(u, np.float32).reshape(units, 4, units)
-    return np.ascontiguousarray(gates.reshape(units, 4, padded // width, width).transpose(2, 0, 1, 3))
+    gates = np.zeros((depth, 4, padded), np.float32)
+    gates[:, :, :units] = np.asarray(kernel, np.float32).reshape(depth, 4, units)
+    return np.ascontiguousarray(gates.reshape(depth, 4, padded // width, width).transpose(2, 0, 1, 3))
+
+
+def pack_bias(bias: np.ndarray, units: int, width: int) -> np.ndarray:
+    """(4H,) keras-layout bias -> (Hp/W, 4, W), the layout of one row of ``pack_kernel``."""
+    return pack_kernel(np.asarray(bias, np.float32)[None, :], units, width)[:, 0]
 
 
 class NativeLSTMStack:
@@ -70,6 +75,8 @@ class NativeLSTMStack:
         weights: ``layer_{k}/kernel`` (F_k, 4H_k), ``layer_{k}/recurrent_kernel`` (H_k, 4H_k),
             ``layer_{k}/bias`` (4H_k,), gate order i, f, g, o, for k = 0, 1, ...
         max_threads: Threads per layer (0: TensorFlow's intra-op pool size, capped by the batch).
+        chunk_steps: Steps whose input projection is computed at a time (0: as many as fit the
+            op's cache budget); for tests that need chunk boundaries at small sizes.
 
     Raises:
         NativeBuildError: the op cannot be built or loaded here (callers fall back).
@@ -81,19 +88,21 @@ class NativeLSTMStack:
         (TensorShape([2, 3, 5]), TensorShape([2, 3, 4]))
     """
 
-    def __init__(self, weights, max_threads: int = 0):
+    def __init__(self, weights, max_threads: int = 0, chunk_steps: int = 0):
         import tensorflow as tf
 
         self._op, width = load()
         self.max_threads = int(max_threads)
+        self.chunk_steps = int(chunk_steps)
         num_layers = sum(key.endswith("/recurrent_kernel") for key in weights)
         self._layers = []
         for k in range(num_layers):
             u = np.asarray(weights[f"layer_{k}/recurrent_kernel"], np.float32)
-            self._layers.append((tf.constant(np.asarray(weights[f"layer_{k}/kernel"], np.float32)),
-                                 tf.constant(pack_recurrent_kernel(u, width)),
-                                 tf.constant(np.asarray(weights[f"layer_{k}/bias"], np.float32)),
-                                 u.shape[0]))
+            units = u.shape[0]
+            self._layers.append((tf.constant(pack_kernel(weights[f"layer_{k}/kernel"], units, width)),
+                                 tf.constant(pack_bias(weights[f"layer_{k}/bias"], units, width)),
+                                 tf.constant(pack_kernel(u, units, width)),
+                                 units))
         self.units = [layer[3] for layer in self._layers]
 
     def __call__(self, x, lengths=None, initial_state=None, return_gates=False):
@@ -117,15 +126,12 @@ class NativeLSTMStack:
         lengths = (tf.fill([batch], steps) if lengths is None
                    else tf.cast(tf.convert_to_tensor(lengths), tf.int32))
         state, result, seq = initial_state or {}, {}, x
-        for k, (kernel, packed, bias, units) in enumerate(self._layers):
-            # All T steps in one GEMM: (B*T, F) @ (F, 4H) -> (B, T, 4H), bias included.
-            xp = tf.nn.bias_add(tf.matmul(tf.reshape(seq, (-1, kernel.shape[0])), kernel), bias)
-            xp = tf.reshape(xp, (batch, steps, 4 * units))
+        for k, (kernel, bias, recurrent, units) in enumerate(self._layers):
             h0, c0 = (tf.zeros((batch, units)) if state.get(f"layer_{k}/{p}") is None
                       else tf.cast(state[f"layer_{k}/{p}"], tf.float32) for p in "hc")
             seq, h, c, *gates = self._op.lstm_exp_native_layer(
-                xp, packed, h0, c0, lengths, return_gates=bool(return_gates),
-                max_threads=self.max_threads)
+                seq, kernel, bias, recurrent, h0, c0, lengths, return_gates=bool(return_gates),
+                max_threads=self.max_threads, chunk_steps=self.chunk_steps)
             result.update({f"layer_{k}/sequence": seq, f"layer_{k}/h": h, f"layer_{k}/c": c})
             if return_gates:
                 result.update({f"layer_{k}/gates/{g}": v for g, v in zip(GATES, gates, strict=True)})

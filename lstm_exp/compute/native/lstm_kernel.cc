@@ -1,18 +1,19 @@
 // One LSTM layer's whole time loop as a TensorFlow CPU op (keras gate order i, f, g, o).
 //
-// The input projection of every step (xp = x W + b) is one large MatMul done by TensorFlow
-// before this op; only the recurrent product h_{t-1} U and the cell remain inside the loop.
-//
 // Why this shape:
-// * Register-blocked product: a tile of ROWS batch rows x 4 gates x W units lives in vector
-//   registers for the whole k loop, and the cell is applied in the tile's epilogue, so the
-//   pre-activations z never go to memory.
-// * U arrives packed as (Hp/W, H, 4, W): the 4 gate slices of one W-unit block are contiguous
-//   per k, so the tile streams one panel sequentially.
 // * Threads split the batch rows, not the units: a row's recurrence reads only its own h, so the
-//   threads never meet inside the time loop. An earlier prototype that split the units needed a
-//   barrier per step and timed bimodally on shared cores; this way a preempted thread delays
-//   only its own rows.
+//   threads never meet inside the op. An earlier prototype that split the units needed a barrier
+//   per step and timed bimodally on shared cores; this way a preempted thread delays only its own
+//   rows.
+// * The input projection (x W + b) is computed inside the op, a chunk of steps at a time, by each
+//   thread for its own rows, into a buffer sized to stay in the core's L2 cache. Done by one large
+//   TensorFlow MatMul before the op instead, the (B, T, 4H) pre-activations went to memory and back
+//   (16 MiB per layer at B=32, T=128, H=256), and a separate bias pass read and wrote them again.
+// * Register-blocked products: a tile of ROWS rows x 4 gates x W units lives in vector registers
+//   for the whole k loop. In the recurrence the tile starts from the projected input and the cell
+//   is applied in its epilogue, so the pre-activations z never go to memory.
+// * W and U arrive packed as (Hp/W, K, 4, W): the 4 gate slices of one W-unit block are contiguous
+//   per k, so a tile streams one panel sequentially.
 // * GCC/Clang vector extensions at the native width: the same source compiles to AVX-512,
 //   AVX2/FMA or SSE, chosen by -march=native at build time.
 
@@ -51,6 +52,9 @@ using tensorflow::TensorShape;
 
 constexpr int W = LSTM_W;
 constexpr int ROWS = LSTM_ROWS;
+// The projection buffer of one thread: its rows x a chunk of steps x 4Hp floats. Half the L2 of
+// most current cores, so U's panels (streamed every step) keep most of the rest.
+constexpr int64_t CHUNK_BYTES = 512 * 1024;
 typedef float vf __attribute__((vector_size(4 * W)));
 typedef int vi __attribute__((vector_size(4 * W)));
 typedef float vfu __attribute__((vector_size(4 * W), aligned(4)));  // unaligned access
@@ -58,13 +62,6 @@ typedef float vfu __attribute__((vector_size(4 * W), aligned(4)));  // unaligned
 inline vf splat(float s) { return vf{} + s; }
 inline vf load(const float* p) { return *reinterpret_cast<const vfu*>(p); }
 inline void store(float* p, vf v) { *reinterpret_cast<vfu*>(p) = v; }
-
-inline vf load_n(const float* p, int n) {
-  if (n == W) return load(p);
-  float tmp[W] = {};
-  std::memcpy(tmp, p, sizeof(float) * n);
-  return load(tmp);
-}
 
 inline void store_n(float* p, vf v, int n) {
   if (n == W) return store(p, v);
@@ -97,9 +94,11 @@ inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
 inline vf vtanh(vf x) { return 1.0f - 2.0f / (1.0f + vexp(x + x)); }
 
 struct Layer {
-  int64_t batch, steps, units, padded_units;
-  const float* xp;      // (B, T, 4H)
-  const float* packed;  // (Hp/W, H, 4, W)
+  int64_t batch, steps, features, units, padded_units, chunk;
+  const float* x;       // (B, T, F)
+  const float* kernel;  // W packed (Hp/W, F, 4, W)
+  const float* bias;    // (Hp/W, 4, W)
+  const float* packed;  // U packed (Hp/W, H, 4, W)
   const int32_t* lengths;
   float* seq;           // (B, T, H)
   float* gates[4];      // (B, T, H) each, or null
@@ -107,45 +106,94 @@ struct Layer {
   float* c;             // (B, Hp), updated in place
 };
 
-// Rows [r0, r0 + R) x units [j0, j0 + W) at step t: product, then the cell in registers.
+// The accumulators of one tile: R rows x 4 gates x W units, sum over k of a[r][k] * panel[k].
+// `a` rows are `stride` floats apart. The weights are loaded once per k and kept in registers:
+// folded into each FMA as memory operands they would be loaded R times, and the loads, not the
+// FMAs, would bound the loop.
 template <int R>
-void tile(const Layer& L, int64_t t, int64_t r0, int64_t jb) {
-  const int64_t H = L.units, Hp = L.padded_units, j0 = jb * W;
+inline void accumulate(vf (&acc)[R][4], const float* a, int64_t stride, const float* panel,
+                       int64_t depth) {
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* w = panel + k * 4 * W;
+    vf w0 = load(w), w1 = load(w + W), w2 = load(w + 2 * W), w3 = load(w + 3 * W);
+#if defined(__AVX512F__) && defined(__GNUC__)
+    asm("" : "+v"(w0), "+v"(w1), "+v"(w2), "+v"(w3));
+#endif
+    for (int r = 0; r < R; ++r) {
+      const float ak = a[r * stride + k];
+      acc[r][0] += ak * w0;
+      acc[r][1] += ak * w1;
+      acc[r][2] += ak * w2;
+      acc[r][3] += ak * w3;
+    }
+  }
+}
+
+// A thread's rows [first, last) and its projection buffer (chunk, rows, Hp/W, 4, W).
+struct Rows {
+  int64_t first, last;
+  float* xp;
+  float* gather;  // ROWS x F: a tile's x rows copied together when they span two steps
+};
+
+// xp for steps [t0, t0 + n) of the thread's rows: R consecutive (step, row) pairs per tile.
+template <int R>
+void project_tile(const Layer& L, const Rows& rows, int64_t t0, int64_t pair, int64_t jb) {
+  const int64_t F = L.features, blocks = L.padded_units / W, nrows = rows.last - rows.first;
+  const float* bias = L.bias + jb * 4 * W;
+  vf acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int g = 0; g < 4; ++g) acc[r][g] = load(bias + g * W);
+  // Consecutive pairs are consecutive rows of one step (x rows T * F apart) unless the tile
+  // crosses into the next step; that tile gathers its rows one by one.
+  const int64_t s = pair / nrows, r0 = pair % nrows;
+  const float* panel = L.kernel + jb * F * 4 * W;
+  if (r0 + R <= nrows) {
+    accumulate<R>(acc, L.x + ((rows.first + r0) * L.steps + t0 + s) * F, L.steps * F, panel, F);
+  } else {
+    for (int r = 0; r < R; ++r) {
+      const int64_t p = pair + r, b = rows.first + p % nrows, t = t0 + p / nrows;
+      std::memcpy(rows.gather + r * F, L.x + (b * L.steps + t) * F, sizeof(float) * F);
+    }
+    accumulate<R>(acc, rows.gather, F, panel, F);
+  }
+  for (int r = 0; r < R; ++r) {
+    float* out = rows.xp + ((pair + r) * blocks + jb) * 4 * W;
+    for (int g = 0; g < 4; ++g) store(out + g * W, acc[r][g]);
+  }
+}
+
+template <int R>
+void project_rows(const Layer& L, const Rows& rows, int64_t t0, int64_t pair, int64_t jb, int n) {
+  if constexpr (R > 1) {
+    if (n < R) return project_rows<R - 1>(L, rows, t0, pair, jb, n);
+  }
+  project_tile<R>(L, rows, t0, pair, jb);
+}
+
+// Rows [r0, r0 + R) x units [j0, j0 + W) at step t (step s of the chunk): the recurrent product
+// on top of the projected input, then the cell in registers.
+template <int R>
+void step_tile(const Layer& L, const Rows& rows, int64_t t, int64_t s, int64_t r0, int64_t jb) {
+  const int64_t H = L.units, Hp = L.padded_units, j0 = jb * W, blocks = Hp / W;
+  const int64_t nrows = rows.last - rows.first;
   const int n = static_cast<int>(std::min<int64_t>(W, H - j0));
   const float* hin = L.h[t & 1] + r0 * Hp;
   float* hout = L.h[(t + 1) & 1];
   vf acc[R][4];
-  for (int r = 0; r < R; ++r)
-    for (int g = 0; g < 4; ++g) acc[r][g] = vf{};
-  // The epilogue's inputs and outputs are one cache line per row and gate, strided far apart
-  // through (B, T, 4H) and (B, T, H): fetched on demand they stall it for a memory round trip each,
-  // so they are requested here and arrive while the product runs.
   for (int r = 0; r < R; ++r) {
-    const int64_t b = r0 + r, at = (b * L.steps + t) * H + j0;
-    const float* x = L.xp + (b * L.steps + t) * 4 * H + j0;
-    for (int g = 0; g < 4; ++g) {
-      __builtin_prefetch(x + g * H, 0, 3);
+    const float* xp = rows.xp + ((s * nrows + r0 - rows.first + r) * blocks + jb) * 4 * W;
+    for (int g = 0; g < 4; ++g) acc[r][g] = load(xp + g * W);
+  }
+  // The outputs are one cache line per row (and gate), strided far apart through (B, T, H):
+  // requested here, they arrive while the product runs instead of stalling the epilogue.
+  for (int r = 0; r < R; ++r) {
+    const int64_t at = ((r0 + r) * L.steps + t) * H + j0;
+    for (int g = 0; g < 4; ++g)
       if (L.gates[g]) __builtin_prefetch(L.gates[g] + at, 1, 3);
-    }
     __builtin_prefetch(L.seq + at, 1, 3);
   }
-  const float* panel = L.packed + jb * H * 4 * W;
-  for (int64_t k = 0; k < H; ++k) {
-    const float* w = panel + k * 4 * W;
-    vf w0 = load(w), w1 = load(w + W), w2 = load(w + 2 * W), w3 = load(w + 3 * W);
-#if defined(__AVX512F__) && defined(__GNUC__)
-    // Keeps the weights in registers: folded into each FMA as memory operands they would be
-    // loaded R times, and the loads, not the FMAs, would bound the loop.
-    asm("" : "+v"(w0), "+v"(w1), "+v"(w2), "+v"(w3));
-#endif
-    for (int r = 0; r < R; ++r) {
-      const float hk = hin[r * Hp + k];
-      acc[r][0] += hk * w0;
-      acc[r][1] += hk * w1;
-      acc[r][2] += hk * w2;
-      acc[r][3] += hk * w3;
-    }
-  }
+  accumulate<R>(acc, hin, Hp, L.packed + jb * H * 4 * W, H);
   for (int r = 0; r < R; ++r) {
     const int64_t b = r0 + r, at = (b * L.steps + t) * H + j0;
     float* c = L.c + b * Hp + j0;
@@ -156,11 +204,10 @@ void tile(const Layer& L, int64_t t, int64_t r0, int64_t jb) {
         if (L.gates[g]) store_n(L.gates[g] + at, vf{}, n);
       continue;
     }
-    const float* x = L.xp + (b * L.steps + t) * 4 * H + j0;
-    const vf i = vsigmoid(acc[r][0] + load_n(x, n));
-    const vf f = vsigmoid(acc[r][1] + load_n(x + H, n));
-    const vf g = vtanh(acc[r][2] + load_n(x + 2 * H, n));
-    const vf o = vsigmoid(acc[r][3] + load_n(x + 3 * H, n));
+    const vf i = vsigmoid(acc[r][0]);
+    const vf f = vsigmoid(acc[r][1]);
+    const vf g = vtanh(acc[r][2]);
+    const vf o = vsigmoid(acc[r][3]);
     const vf cn = f * load(c) + i * g;
     const vf hn = o * vtanh(cn);
     store(c, cn);
@@ -173,20 +220,32 @@ void tile(const Layer& L, int64_t t, int64_t r0, int64_t jb) {
 }
 
 template <int R>
-void tile_rows(const Layer& L, int64_t t, int64_t r0, int64_t jb, int rows) {
+void step_rows(const Layer& L, const Rows& rows, int64_t t, int64_t s, int64_t r0, int64_t jb,
+               int n) {
   if constexpr (R > 1) {
-    if (rows < R) return tile_rows<R - 1>(L, t, r0, jb, rows);
+    if (n < R) return step_rows<R - 1>(L, rows, t, s, r0, jb, n);
   }
-  tile<R>(L, t, r0, jb);
+  step_tile<R>(L, rows, t, s, r0, jb);
 }
 
-// The whole time loop for rows [first, last): independent of every other row.
+// The whole layer for rows [first, last): independent of every other row.
 void run_rows(const Layer& L, int64_t first, int64_t last) {
-  const int64_t blocks = L.padded_units / W;
-  for (int64_t t = 0; t < L.steps; ++t) {
-    for (int64_t jb = 0; jb < blocks; ++jb)  // unit blocks outside: one U panel serves every row
-      for (int64_t r0 = first; r0 < last; r0 += ROWS)
-        tile_rows<ROWS>(L, t, r0, jb, static_cast<int>(std::min<int64_t>(ROWS, last - r0)));
+  const int64_t blocks = L.padded_units / W, nrows = last - first;
+  const int64_t chunk = std::min<int64_t>(L.steps, L.chunk);
+  std::vector<float> buffer(chunk * nrows * blocks * 4 * W + ROWS * L.features);
+  const Rows rows{first, last, buffer.data(), buffer.data() + chunk * nrows * blocks * 4 * W};
+  for (int64_t t0 = 0; t0 < L.steps; t0 += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, L.steps - t0);
+    // Unit blocks outside: one W (or U) panel serves every row (and step) before the next.
+    for (int64_t jb = 0; jb < blocks; ++jb)
+      for (int64_t pair = 0; pair < n * nrows; pair += ROWS)
+        project_rows<ROWS>(L, rows, t0, pair, jb,
+                           static_cast<int>(std::min<int64_t>(ROWS, n * nrows - pair)));
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t jb = 0; jb < blocks; ++jb)
+        for (int64_t r0 = first; r0 < last; r0 += ROWS)
+          step_rows<ROWS>(L, rows, t0 + s, s, r0, jb,
+                          static_cast<int>(std::min<int64_t>(ROWS, last - r0)));
   }
 }
 
@@ -227,20 +286,28 @@ class NativeLstmLayerOp : public OpKernel {
   explicit NativeLstmLayerOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("return_gates", &return_gates_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("max_threads", &max_threads_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("chunk_steps", &chunk_steps_));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& xp = ctx->input(0);
-    const Tensor& packed = ctx->input(1);
-    const Tensor& h0 = ctx->input(2);
-    const Tensor& c0 = ctx->input(3);
-    const Tensor& lengths = ctx->input(4);
-    OP_REQUIRES(ctx, xp.dims() == 3 && h0.dims() == 2 && c0.shape() == h0.shape(),
-                tensorflow::errors::InvalidArgument("expected xp (B, T, 4H), h0 and c0 (B, H)"));
-    const int64_t B = xp.dim_size(0), T = xp.dim_size(1), H = h0.dim_size(1);
+    const Tensor& x = ctx->input(0);
+    const Tensor& kernel = ctx->input(1);
+    const Tensor& bias = ctx->input(2);
+    const Tensor& packed = ctx->input(3);
+    const Tensor& h0 = ctx->input(4);
+    const Tensor& c0 = ctx->input(5);
+    const Tensor& lengths = ctx->input(6);
+    OP_REQUIRES(ctx, x.dims() == 3 && h0.dims() == 2 && c0.shape() == h0.shape(),
+                tensorflow::errors::InvalidArgument("expected x (B, T, F), h0 and c0 (B, H)"));
+    const int64_t B = x.dim_size(0), T = x.dim_size(1), F = x.dim_size(2), H = h0.dim_size(1);
     const int64_t Hp = (H + W - 1) / W * W;
-    OP_REQUIRES(ctx, h0.dim_size(0) == B && xp.dim_size(2) == 4 * H,
-                tensorflow::errors::InvalidArgument("xp must be (B, T, 4H) for h0 (B, H)"));
+    OP_REQUIRES(ctx, h0.dim_size(0) == B,
+                tensorflow::errors::InvalidArgument("h0 must be (B, H) for x (B, T, F)"));
+    OP_REQUIRES(ctx, kernel.shape() == TensorShape({Hp / W, F, 4, W}),
+                tensorflow::errors::InvalidArgument("packed W must be (Hp/W, F, 4, W) with W = ",
+                                                    W, "; got ", kernel.shape().DebugString()));
+    OP_REQUIRES(ctx, bias.shape() == TensorShape({Hp / W, 4, W}),
+                tensorflow::errors::InvalidArgument("packed bias must be (Hp/W, 4, W)"));
     OP_REQUIRES(ctx, packed.shape() == TensorShape({Hp / W, H, 4, W}),
                 tensorflow::errors::InvalidArgument("packed U must be (Hp/W, H, 4, W) with W = ",
                                                     W, "; got ", packed.shape().DebugString()));
@@ -255,10 +322,22 @@ class NativeLstmLayerOp : public OpKernel {
     for (int g = 0; g < 4; ++g)
       OP_REQUIRES_OK(ctx, ctx->allocate_output(3 + g, gate_shape, &gates[g]));
 
+    int64_t threads = 1;
+    if (T > 0 && B > 0) {
+      auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
+      threads = std::min<int64_t>(B, std::max(1, pool->NumThreads()));
+      if (max_threads_ > 0) threads = std::min<int64_t>(threads, max_threads_);
+    }
+    const int64_t rows_per_thread = std::max<int64_t>(1, (B + threads - 1) / threads);
+    const int64_t chunk = chunk_steps_ > 0
+        ? chunk_steps_ : std::max<int64_t>(1, CHUNK_BYTES / (rows_per_thread * 4 * Hp * 4));
+
     // Padded units start (and stay) zero; they are never copied out.
     std::vector<float> state(3 * B * Hp, 0.0f);
-    Layer L{B, T, H, Hp, xp.flat<float>().data(), packed.flat<float>().data(),
-            lengths.flat<int32_t>().data(), seq->flat<float>().data(), {},
+    Layer L{B, T, F, H, Hp, chunk,
+            x.flat<float>().data(), kernel.flat<float>().data(), bias.flat<float>().data(),
+            packed.flat<float>().data(), lengths.flat<int32_t>().data(),
+            seq->flat<float>().data(), {},
             {state.data(), state.data() + B * Hp}, state.data() + 2 * B * Hp};
     for (int g = 0; g < 4; ++g) L.gates[g] = return_gates_ ? gates[g]->flat<float>().data() : nullptr;
     const float* h0p = h0.flat<float>().data();
@@ -269,12 +348,9 @@ class NativeLstmLayerOp : public OpKernel {
     }
 
     if (T > 0 && B > 0) {
-      auto* pool = ctx->device()->tensorflow_cpu_worker_threads()->workers;
-      int64_t threads = std::min<int64_t>(B, std::max(1, pool->NumThreads()));
-      if (max_threads_ > 0) threads = std::min<int64_t>(threads, max_threads_);
-      // One chunk per thread: finer chunks (8 or 12 rows) measured 10-15% more CPU per pass, as
-      // each re-streams U for fewer rows, and no faster under outside load.
-      run_parallel(L, threads, pool);
+      // One row range per thread: finer ranges (8 or 12 rows) measured 10-15% more CPU per pass,
+      // as each re-streams U for fewer rows, and no faster under outside load.
+      run_parallel(L, threads, ctx->device()->tensorflow_cpu_worker_threads()->workers);
     }
 
     const float* h_final = L.h[T & 1];
@@ -287,18 +363,22 @@ class NativeLstmLayerOp : public OpKernel {
  private:
   bool return_gates_;
   int max_threads_;
+  int chunk_steps_;
 };
 
 }  // namespace
 
 REGISTER_OP("LstmExpNativeLayer")
-    .Input("xp: float")
+    .Input("x: float")
+    .Input("packed_kernel: float")
+    .Input("packed_bias: float")
     .Input("packed_recurrent_kernel: float")
     .Input("h0: float")
     .Input("c0: float")
     .Input("lengths: int32")
     .Attr("return_gates: bool = true")
     .Attr("max_threads: int = 0")
+    .Attr("chunk_steps: int = 0")  // steps projected at a time; 0: as many as fit CHUNK_BYTES
     .Output("sequence: float")
     .Output("h: float")
     .Output("c: float")
@@ -309,10 +389,10 @@ REGISTER_OP("LstmExpNativeLayer")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       using tensorflow::shape_inference::DimensionHandle;
       using tensorflow::shape_inference::ShapeHandle;
-      ShapeHandle xp, h0;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &xp));
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 2, &h0));
-      DimensionHandle batch = c->Dim(xp, 0), steps = c->Dim(xp, 1), units = c->Dim(h0, 1);
+      ShapeHandle x, h0;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 2, &h0));
+      DimensionHandle batch = c->Dim(x, 0), steps = c->Dim(x, 1), units = c->Dim(h0, 1);
       TF_RETURN_IF_ERROR(c->Merge(batch, c->Dim(h0, 0), &batch));
       ShapeHandle seq = c->MakeShape({batch, steps, units});
       c->set_output(0, seq);
@@ -326,5 +406,5 @@ REGISTER_OP("LstmExpNativeLayer")
 
 REGISTER_KERNEL_BUILDER(Name("LstmExpNativeLayer").Device(tensorflow::DEVICE_CPU), NativeLstmLayerOp);
 
-// Read by Python (ctypes) to pack U in the layout this build expects.
+// Read by Python (ctypes) to pack W, b and U in the layout this build expects.
 extern "C" int lstm_exp_native_block_width() { return W; }
