@@ -3,8 +3,9 @@
 Every round gives each contender one turn, in a rotated order, so that load from
 other processes on the shared cores hits all contenders alike; a turn is one
 untimed call (it absorbs what the previous contender left running, such as
-PyTorch's spinning OpenMP threads) and one timed call; medians are reported. Build, trace and XLA compile happen in a warm-up before timing (their
-cost is reported separately as ``first_call_s`` and in the ``startup`` section).
+PyTorch's spinning OpenMP threads) and one timed call; medians are reported.
+Build, trace and XLA compile happen in a warm-up before timing (their cost is
+reported separately as ``first_call_s`` and in the ``startup`` section).
 
     python scripts/bench_forward.py --json bench_forward.json [--large] [--smoke]
 """

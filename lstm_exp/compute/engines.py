@@ -5,8 +5,9 @@
 - `fused`: `fused.FusedLSTMStack`, plain LSTM stacks only: the input projection of every step as one
   product, only the recurrent product in the loop; a traced graph for a single pass, XLA when timed.
 - `native`: `native.NativeLSTMStack`, the same models as `fused`: a C++ op per layer (compiled on
-  first use) computes the input projection a cache-sized chunk of steps at a time and the time loop. Eager for a single pass, a
-  `tf.function` when timed. Where it cannot be built or loaded, `resolve_engine` falls back.
+  first use) computes the input projection a cache-sized chunk of steps at a time and the time loop.
+  Eager for a single pass, a `tf.function` when timed. Where it cannot be built or loaded,
+  `resolve_engine` falls back.
 """
 
 import logging
