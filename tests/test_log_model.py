@@ -5,13 +5,15 @@ import re
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import compose, run_cli
+from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.reference import reference_forward
 from lstm_exp.config.schema import ExperimentConfig
 from lstm_exp.config.validate import ModelSpec, validate_model
+from lstm_exp.record import store as run_store
 
 TOLERANCE = 1e-6
 
@@ -72,3 +74,22 @@ def test_the_saved_keras_model_is_the_reference_stack(tmp_path, spec):
     x = np.random.default_rng(5).standard_normal((3, 4, 6)).astype(np.float32)
     expected = reference_forward(spec, weights, x, None, {})["output"]  # (3, 4, H) or (3, 4, 2H)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, rtol=0, atol=TOLERANCE)
+
+
+def test_resume_reuses_a_run_without_a_model_only_when_no_model_is_asked_for(tmp_path):
+    """`tracking.log_model` is not part of the config hash; the `lstm_exp.logged_model` tag decides."""
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("resume")
+    plain, with_model = compose("model=stacked"), compose("model=stacked", "tracking.log_model=true")
+
+    def recorded(cfg) -> str:
+        run_id = run_store.start_run(client, experiment, "job", run_store.run_tags(cfg, []))
+        run_store.end_run(client, run_id, "FINISHED")
+        return run_id
+
+    without = recorded(plain)
+    assert run_store.finished_twin(client, experiment, run_store.run_tags(plain, [])) == without
+    assert run_store.finished_twin(client, experiment, run_store.run_tags(with_model, [])) is None
+    modelled = recorded(with_model)
+    assert run_store.finished_twin(client, experiment, run_store.run_tags(with_model, [])) == modelled
+    assert run_store.finished_twin(client, experiment, run_store.run_tags(plain, [])) in (without, modelled)

@@ -164,6 +164,9 @@ def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
         TAG_PREFIX + "config_hash": identity.config_hash(cfg),
         TAG_PREFIX + "code_version": identity.code_version(),
         TAG_PREFIX + "seed": str(cfg.seed),
+        # Not part of the config hash (it does not change the arrays), but `resume` must not reuse
+        # a run without a model when one is asked for.
+        TAG_PREFIX + "logged_model": str(bool(cfg.tracking.log_model)).lower(),
         "mlflow.source.name": "lstm_exp.run",
         "mlflow.source.type": "LOCAL",
         "mlflow.source.git.commit": commit.removesuffix("+dirty"),
@@ -194,9 +197,14 @@ def end_run(client, run_id: str, status: str, reason: str | None = None) -> None
 
 
 def finished_twin(client, experiment_id: str, tags: dict[str, str]) -> str | None:
-    """A FINISHED run computed from the same config by the same code, if the store has one."""
-    query = " and ".join(f"tags.`{k}` = '{tags[k]}'" for k in (TAG_PREFIX + "config_hash",
-                                                               TAG_PREFIX + "code_version"))
+    """A FINISHED run computed from the same config by the same code, if the store has one.
+
+    When `tags` ask for a logged model, the twin must have one too.
+    """
+    keys = [TAG_PREFIX + "config_hash", TAG_PREFIX + "code_version"]
+    if tags.get(TAG_PREFIX + "logged_model") == "true":
+        keys.append(TAG_PREFIX + "logged_model")
+    query = " and ".join(f"tags.`{k}` = '{tags[k]}'" for k in keys)
     found = retry_locked(lambda: client.search_runs(
         [experiment_id], query + " and attributes.status = 'FINISHED'", max_results=1))
     return found[0].info.run_id if found else None
