@@ -115,9 +115,10 @@ def _finish(proc: subprocess.Popen, cwd, timeout: float) -> tuple[str, str]:
                  marks=pytest.mark.slow),
 ])
 def test_ctrl_c_ends_every_run_killed(tmp_path, sweep):
-    # A large random input keeps the forward pass busy for seconds after the run starts.
-    proc = _start_cli(*sweep, "input=random", "input.batch=16", "input.timesteps=2000",
-                      "input.features=8", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    # run.inject_fault=pause holds each job with its run open (no release file is ever written), so
+    # the interrupt surely comes while the runs are RUNNING, however fast the machine computes.
+    proc = _start_cli(*sweep, "model=stacked", "run.inject_fault=pause",
+                      f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
     runs = 3 if sweep else 1  # a sweep's parent and its two jobs
     try:
         _wait_running(proc, tmp_path / "mlflow.db", runs)

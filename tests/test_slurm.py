@@ -27,8 +27,6 @@ from lstm_exp.compute.runner import RELEASE_FILE
 # The preset, with a short grace and poll for a local filesystem and an idle test cluster.
 SLURM = ("hydra/launcher=slurm", "hydra.launcher.poll_s=1", "hydra.launcher.lost_job_grace_s=5")
 SMALL = ("model=stacked", "input=random")
-# A job that runs long enough to be cancelled while its run is open: 2000 time steps per forward pass.
-LONG = (*SMALL, "input.timesteps=2000")
 SWEEP_TIMEOUT_S = 600  # one sweep on the 2-CPU test cluster, TensorFlow's start in each job included
 JOB_START_TIMEOUT_S = 240  # until a job runs (and its MLflow run is open)
 
@@ -122,7 +120,8 @@ def test_without_accounting_a_cancelled_job_is_reported_not_awaited(tmp_path):
     with slurm_cluster(tmp_path / "cluster", accounting=False) as bare:
         launch = tmp_path / "launch"
         launch.mkdir()
-        with background_sweep(bare, *LONG, "tracking.enabled=false", "run.repeat=0,100000",
+        # Job 1 is held by run.inject_fault=pause until it is cancelled (no release file).
+        with background_sweep(bare, *SMALL, "tracking.enabled=false", "run.inject_fault=null,pause",
                               launch=launch) as proc:
             job_id = cancel_job(bare, proc, 1)
             done = finish(proc)
@@ -157,7 +156,7 @@ def cancelled_run_line(client: MlflowClient) -> str:
     """Status and reason of the cancelled job's run, for the test's output."""
     _, children = sweep_children(client, "slurm_cancel")
     return "; ".join(f"{c.info.status} {c.data.tags.get('lstm_exp.error')}" for o, c in children.items()
-                     if "run.repeat=300" in o)
+                     if "inject_fault=pause" in o)
 
 
 # Long enough to be cancelled while its run is open, short enough to run to its end when resumed.
@@ -223,7 +222,9 @@ def test_a_job_that_fails_fails_alone(cluster, server, tmp_path):
 @pytest.mark.slow
 def test_a_job_past_its_time_limit_is_reported_so(cluster, server, tmp_path):
     # No early USR2 (the preset's signal_delay_s=0): Slurm stops the job at its limit, SIGTERM then SIGKILL.
-    done = sweep(cluster, *LONG, "run.repeat=0,100000", "hydra.launcher.timeout_min=1",
+    # Job 1 is held by run.inject_fault=pause (no release file: it would wait 300 s), so it is past
+    # its one-minute limit however fast the machine computes.
+    done = sweep(cluster, *SMALL, "run.inject_fault=null,pause", "hydra.launcher.timeout_min=1",
                  *tracked(server, "slurm_timeout"), launch=tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]
     errors = job_errors(done)
@@ -232,7 +233,7 @@ def test_a_job_past_its_time_limit_is_reported_so(cluster, server, tmp_path):
     assert re.search(r"timed-out|TIMEOUT|time limit", errors[1]), errors[1]
     _, children = sweep_children(MlflowClient(server), "slurm_timeout")
     for overrides, child in children.items():
-        expected = ("FAILED", "KILLED") if "run.repeat=100000" in overrides else ("FINISHED",)
+        expected = ("FAILED", "KILLED") if "inject_fault=pause" in overrides else ("FINISHED",)
         assert child.info.status in expected, (overrides, child.data.tags.get("lstm_exp.error"))
 
 

@@ -1,13 +1,15 @@
 """The command line: `python -m lstm_exp.run [overrides]`, also installed as `lstm-exp`.
 
 Exit status: 0 success; 2 bad configuration or input (one line on stderr); 1 unexpected failure;
-130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM). A Ctrl-C after the work is recorded and reported
+is ignored: the status is the one the work earned.
 """
 
 import functools
 import logging
 import os
 import re
+import signal
 import sys
 import time
 
@@ -141,7 +143,21 @@ def main() -> None:
             raise
         print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(result if isinstance(result, int) else 0)
+    code = result if isinstance(result, int) else 0
+    _ignore_ctrl_c_from_now()
+    sys.exit(code)
+
+
+def _ignore_ctrl_c_from_now() -> None:
+    """The work is recorded and reported: a Ctrl-C in the teardown that remains changes nothing.
+
+    Without this, a Ctrl-C in the interpreter's teardown (TensorFlow's and MLflow's clean-up, ~1 s)
+    killed the process by the signal (status -2, no message) after a run that had FINISHED; once
+    Python has finalized its signal module, only an ignored signal stays ignored.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
