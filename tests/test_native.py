@@ -176,3 +176,41 @@ def test_two_processes_build_once_into_the_cache(tmp_path):
     assert len(log.read_text().splitlines()) == 1  # one compile for both processes
     folder = os.path.dirname(outs[0])
     assert sorted(os.listdir(folder)) == [".lock", build.LIBRARY]  # no partial files left behind
+
+
+PORTABLE_RUN = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {repo!r})
+    import numpy as np
+    from lstm_exp.compute.native.engine import NativeLSTMStack, load
+    case = dict(np.load({case!r}))
+    weights = {{k: v for k, v in case.items() if k.startswith("layer_")}}
+    state = {{k[len("state/"):]: v for k, v in case.items() if k.startswith("state/")}}
+    out = NativeLSTMStack(weights)(case["x"], case["lengths"], state, return_gates=True)
+    np.savez({out!r}, width=load()[1], **{{k: np.asarray(v) for k, v in out.items()}})
+""")
+
+
+@pytest.mark.slow
+def test_a_compiler_without_march_native_builds_the_portable_kernel(tmp_path):
+    """The generic flag set: the same source at the baseline vector width, against the reference."""
+    compiler = tmp_path / "c++-without-march-native"
+    compiler.write_text('#!/bin/sh\ncase "$*" in *-march=native*) echo "unsupported: -march=native" >&2;'
+                        ' exit 1;; esac\nexec g++ "$@"\n')
+    compiler.chmod(0o755)
+    spec, weights, data = make_case("odd-batch-three-layers")
+    np.savez(tmp_path / "case.npz", x=data.x, lengths=data.lengths, **weights,
+             **{f"state/{k}": v for k, v in data.initial_state.items()})
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "CXX": str(compiler),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(build.DISABLE_ENV, None)
+    script = PORTABLE_RUN.format(repo=str(REPO), case=str(tmp_path / "case.npz"),
+                                 out=str(tmp_path / "out.npz"))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=build.LOCK_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = dict(np.load(tmp_path / "out.npz"))
+    assert int(got.pop("width")) == 4  # no -march: 16-byte vectors (SSE on x86-64, NEON on Arm)
+    want = reference_forward(spec, weights, data.x, data.lengths, data.initial_state)
+    assert set(got) == set(want) - {"output"}
+    assert max_abs_err(got, want) <= ATOL
