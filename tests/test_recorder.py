@@ -20,7 +20,7 @@ from lstm_exp.errors import ConfigError
 from lstm_exp.record.recorder import Recorder, RecorderError
 from lstm_exp.record.store import TAG_PREFIX
 
-TIMEOUT_S = 3  # tracking.timeout_s in these tests: a log request waits at most ten times that
+TIMEOUT_S = 1  # tracking.timeout_s in these tests: a log request waits at most ten times that
 
 
 def _recorder_of(pid: int) -> int:
