@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_exp.cli.report import format_report, format_shapes
+from lstm_exp.cli.report import format_report, format_shapes, job_overrides
 from lstm_exp.config.store_checks import MAX_RUN_NAME
 from lstm_exp.errors import ConfigError
 
@@ -40,7 +40,7 @@ def run_name(cfg: DictConfig, overrides: list[str]) -> str:
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
     # resume=true must not rename a re-run job: its name stays the one its first run had.
-    rest = [o for o in overrides if not o.startswith(("model=", "tracking", "hydra", "resume="))]
+    rest = [o for o in job_overrides(overrides) if not o.startswith("model=")]
     name = " ".join([cfg.model.name, *rest])
     return name if len(name) <= MAX_RUN_NAME else name[: MAX_RUN_NAME - 3] + "..."
 
