@@ -12,20 +12,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from lstm_exp.compute.keras_stack import STOCK_LAYERS
+from lstm_exp.compute.keras_stack import make_layer
 from lstm_exp.config.validate import ModelSpec
-
-
-def _recurrent_layer(spec: ModelSpec, k: int, name: str, backwards: bool) -> keras.layers.Layer:
-    """Layer k of one direction, emitting its output sequence alone (no states, no gates)."""
-    if spec.cell == "lstm" and spec.has_extras:
-        from lstm_exp.compute.cells import TF1LSTMCell
-
-        cell = TF1LSTMCell(spec.units[k], peepholes=spec.peepholes, cell_clip=spec.cell_clip,
-                           proj_size=spec.proj_size, proj_clip=spec.proj_clip, return_gates=False,
-                           name=f"{name}_cell")
-        return keras.layers.RNN(cell, return_sequences=True, go_backwards=backwards, name=name)
-    return STOCK_LAYERS[spec.cell](spec.units[k], return_sequences=True, go_backwards=backwards, name=name)
 
 
 def _assign(layer: keras.layers.Layer, weights: dict[str, np.ndarray], prefix: str) -> None:
@@ -50,11 +38,11 @@ def stack_model(spec: ModelSpec, weights: dict[str, np.ndarray], features: int) 
         name = f"layer_{k}"
         if spec.bidirectional:
             layer = keras.layers.Bidirectional(
-                _recurrent_layer(spec, k, f"{name}_fw", False),
-                backward_layer=_recurrent_layer(spec, k, f"{name}_bw", True), name=name)
+                make_layer(spec, k, f"{name}_fw", states=False),
+                backward_layer=make_layer(spec, k, f"{name}_bw", states=False, go_backwards=True), name=name)
             placed += [(layer.forward_layer, f"{name}/fw/"), (layer.backward_layer, f"{name}/bw/")]
         else:
-            layer = _recurrent_layer(spec, k, name, False)
+            layer = make_layer(spec, k, name, states=False)
             placed.append((layer, f"{name}/"))
         seq = layer(seq)  # (B, T, H_k), both directions concatenated
     model = keras.Model(x, seq, name="lstm_exp_stack")

@@ -9,8 +9,13 @@ from lstm_exp.config.validate import GATES, ModelSpec
 STOCK_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
 
-def _make_layer(spec: ModelSpec, k: int, name: str) -> keras.layers.Layer:
-    """Stock Keras layer for plain settings (cuDNN on a GPU); the TF1-style cell for the extras."""
+def make_layer(spec: ModelSpec, k: int, name: str, *, states: bool = True,
+               go_backwards: bool = False) -> keras.layers.Layer:
+    """Stock Keras layer for plain settings (cuDNN on a GPU); the TF1-style cell for the extras.
+
+    With `states` (the runner's stack) the layer also returns its final states and the TF1-style cell
+    its gates; without (the exported model) it returns its output sequence alone.
+    """
     units = spec.units[k]
     if spec.cell == "lstm" and spec.has_extras:
         from lstm_exp.compute.cells import TF1LSTMCell
@@ -21,10 +26,13 @@ def _make_layer(spec: ModelSpec, k: int, name: str) -> keras.layers.Layer:
             cell_clip=spec.cell_clip,
             proj_size=spec.proj_size,
             proj_clip=spec.proj_clip,
+            return_gates=states,
             name=f"{name}_cell",
         )
-        return keras.layers.RNN(cell, return_sequences=True, return_state=True, name=name)
-    return STOCK_LAYERS[spec.cell](units, return_sequences=True, return_state=True, name=name)
+        return keras.layers.RNN(cell, return_sequences=True, return_state=states,
+                                go_backwards=go_backwards, name=name)
+    return STOCK_LAYERS[spec.cell](units, return_sequences=True, return_state=states,
+                                   go_backwards=go_backwards, name=name)
 
 
 def _reverse(seq: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
@@ -50,7 +58,7 @@ class KerasStack:
         for k in range(len(spec.units)):
             for d in spec.directions:
                 name = f"layer_{k}" + (f"_{d[:-1]}" if d else "")  # stable across jobs: no lstm_7
-                layer = _make_layer(spec, k, name)
+                layer = make_layer(spec, k, name)
                 layer.build((None, None, fan_in))
                 for variable in layer.weights:
                     variable.assign(weights[f"layer_{k}/{d}{variable.name}"])
