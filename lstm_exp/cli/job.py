@@ -74,6 +74,7 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
         result = execute(cfg, prepared, on_epoch=epoch_printer(cfg))
         return JobOutcome(0, "FINISHED", format_report(cfg, result), seconds=time.perf_counter() - start)
 
+    from lstm_exp.compute.analyses import layer_pca
     from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
     from lstm_exp.record import artifacts
     from lstm_exp.record import store as mlflow_store
@@ -106,8 +107,9 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
             result = execute(cfg, prepared, on_epoch=epoch_printer(cfg))
             report = format_report(cfg, result)
             with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
-                folder = artifacts.write_run_directory(Path(tmp), cfg, result, report, prepared.data.lengths)
-                metrics = artifacts.run_metrics(result, prepared.data)
+                pca = layer_pca(result.arrays, result.spec, prepared.data.lengths)  # one SVD per layer
+                folder = artifacts.write_run_directory(Path(tmp), cfg, result, report, pca)
+                metrics = artifacts.run_metrics(result, prepared.data, pca)
                 params = mlflow_store.flatten(OmegaConf.to_container(cfg, resolve=True))
                 tags = {**mlflow_store.version_tags(), **artifacts.description_tags(cfg, result)}
                 record.finish(str(folder), metrics, params, tags)

@@ -112,11 +112,37 @@ def _fraction(flags: np.ndarray) -> float:
     return float(flags.mean()) if flags.size else 0.0
 
 
+def layer_pca(
+    arrays: dict[str, np.ndarray], spec: ModelSpec, lengths: np.ndarray | None
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each layer's principal components over batch x time, from one SVD per layer.
+
+    Returns:
+        {k: (ratios, trajectory)}: the explained-variance ratios of the first PCA_COMPONENTS axes
+        (0.0 where there are fewer), and the states projected on the first two axes, (B, T, 2)
+        float64, NaN past a row's length (a plot then ends the row's line there), a second
+        coordinate of 0 where the states vary along fewer than two axes.
+    """
+    out = {}
+    for k in range(len(spec.units)):
+        seq = np.asarray(arrays[f"layer_{k}/sequence"], np.float64)  # (B, T, H)
+        batch, steps = seq.shape[:2]
+        mask = valid_mask(lengths, batch, steps)
+        ratios, axes = _pca(seq[mask], PCA_COMPONENTS)
+        axes = axes[:, :2]
+        projected = np.zeros((batch, steps, 2))
+        if mask.any():
+            projected[..., : axes.shape[1]] = (seq - seq[mask].mean(axis=0)) @ axes
+        out[k] = ratios, np.where(mask[..., None], projected, np.nan)
+    return out
+
+
 def state_analyses(
     arrays: dict[str, np.ndarray],
     spec: ModelSpec,
     lengths: np.ndarray | None,
     initial_state: dict[str, np.ndarray] | None = None,
+    pca: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, float]:
     """Every analysis of DESIGN.md for every layer, as finite floats.
 
@@ -126,6 +152,7 @@ def state_analyses(
         spec: the validated model.
         lengths: (B,) valid steps per row, or None for all.
         initial_state: `layer_{k}/[fw/|bw/]c` initial cell states (missing: zeros), for c_tanh_sat.
+        pca: `layer_pca(arrays, spec, lengths)` when the caller has it already (else computed here).
 
     Returns:
         {"layer_0.f_sat_low": 0.0, ..., "layer_0.pca_var_1": 0.93, ...}. pca_var_n is 0.0 where the
@@ -137,6 +164,7 @@ def state_analyses(
         0.71...
     """
     initial_state = initial_state or {}
+    pca = pca if pca is not None else layer_pca(arrays, spec, lengths)
     stats: dict[str, float] = {}
     for k in range(len(spec.units)):
         seq = np.asarray(arrays[f"layer_{k}/sequence"], np.float64)  # (B, T, H)
@@ -146,28 +174,15 @@ def state_analyses(
         if spec.cell == "lstm":
             stats.update(_lstm_stats(arrays, spec, k, mask, full, initial_state))
         stats[f"layer_{k}.h_step_change"] = _h_step_change(seq, mask)
-        ratios, _ = _pca(seq[mask], PCA_COMPONENTS)
-        stats.update({f"layer_{k}.pca_var_{n + 1}": float(r) for n, r in enumerate(ratios)})
+        stats.update({f"layer_{k}.pca_var_{n + 1}": float(r) for n, r in enumerate(pca[k][0])})
     return stats
 
 
 def pca_trajectories(
     arrays: dict[str, np.ndarray], spec: ModelSpec, lengths: np.ndarray | None
 ) -> dict[int, np.ndarray]:
-    """Each layer's hidden states projected on their first two principal axes, for trajectory plots.
+    """Each layer's hidden states projected on their first two principal axes: {k: (B, T, 2)}.
 
-    Returns:
-        {k: (B, T, 2)} float64; NaN past a row's length (a plot then ends the row's line there); a
-        second coordinate of 0 where the states vary along fewer than two axes.
+    The trajectories of `layer_pca`, for callers that need nothing else.
     """
-    out = {}
-    for k in range(len(spec.units)):
-        seq = np.asarray(arrays[f"layer_{k}/sequence"], np.float64)
-        batch, steps = seq.shape[:2]
-        mask = valid_mask(lengths, batch, steps)
-        _, axes = _pca(seq[mask], 2)
-        projected = np.zeros((batch, steps, 2))
-        if mask.any():
-            projected[..., : axes.shape[1]] = (seq - seq[mask].mean(axis=0)) @ axes
-        out[k] = np.where(mask[..., None], projected, np.nan)
-    return out
+    return {k: trajectory for k, (_, trajectory) in layer_pca(arrays, spec, lengths).items()}

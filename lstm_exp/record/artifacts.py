@@ -45,13 +45,14 @@ def shapes_document(result) -> dict:
     }
 
 
-def run_metrics(result, data) -> list[tuple[str, float, int]]:
+def run_metrics(result, data, pca) -> list[tuple[str, float, int]]:
     """Every metric of a run as (name, value, step): per-step norms, the analyses, losses per epoch.
 
     Final norms sit on the last step, so they are their series' latest value; the rest on step 0.
 
     Args:
         data: the run's `InputData` (its lengths and initial state shape the analyses).
+        pca: `analyses.layer_pca` of the run (also what `write_run_directory` draws from).
     """
     from lstm_exp.compute.analyses import state_analyses
 
@@ -63,7 +64,7 @@ def run_metrics(result, data) -> list[tuple[str, float, int]]:
     scalars["reference_max_abs_err"] = result.reference_max_abs_err
     # The UI groups metrics by the prefix before "/": timings apart from the states and the check.
     scalars.update({n if n in UNPREFIXED_TIMINGS else f"timing/{n}": v for n, v in result.timings.items()})
-    scalars.update(state_analyses(result.arrays, result.spec, lengths, data.initial_state))
+    scalars.update(state_analyses(result.arrays, result.spec, lengths, data.initial_state, pca))
     if result.training:
         training = result.training
         for name, series in (("train_loss", training.train_loss), ("val_loss", training.val_loss)):
@@ -95,8 +96,9 @@ def description_tags(cfg: DictConfig, result) -> dict[str, str]:
     return {"mlflow.note.content": note, "lstm_exp.engine": result.engine}
 
 
-def write_run_directory(out: Path, cfg: DictConfig, result, summary: str, lengths=None) -> Path:
-    """Writes config.yaml, states.npz, weights.npz, shapes.json and summary.txt (plots: `draw_plots`).
+def write_run_directory(out: Path, cfg: DictConfig, result, summary: str, pca) -> Path:
+    """Writes config.yaml, states.npz, weights.npz, shapes.json, summary.txt and the PCA trajectories
+    of `pca` (`analyses.layer_pca`; plots: `draw_plots`).
 
     With `tracking.log_model`, also model.keras, which `model_log` turns into the run's MLflow model.
     """
@@ -106,11 +108,8 @@ def write_run_directory(out: Path, cfg: DictConfig, result, summary: str, length
     np.savez(out / "weights.npz", **result.weights)
     (out / "shapes.json").write_text(json.dumps(shapes_document(result), indent=2))
     (out / "summary.txt").write_text(summary)
-    from lstm_exp.compute.analyses import pca_trajectories
-
     # Drawn by the recorder, which has no model spec: the projections travel as an artifact.
-    trajectories = pca_trajectories(result.arrays, result.spec, lengths)
-    np.savez(out / "pca_trajectories.npz", **{f"layer_{k}": v for k, v in trajectories.items()})
+    np.savez(out / "pca_trajectories.npz", **{f"layer_{k}": v for k, (_, v) in pca.items()})
     if cfg.tracking.log_model:
         from lstm_exp.compute.export_model import save_stack_model
 
