@@ -24,6 +24,7 @@ import lstm_exp  # noqa: F401  (sets TensorFlow's log level before anything impo
 from lstm_exp import errors
 from lstm_exp.cli import handover
 from lstm_exp.cli.job import failure_outcome, run_job
+from lstm_exp.cli.plugins import register_plugins
 from lstm_exp.cli.report import progress_line
 from lstm_exp.cli.sweep import PARENT_ENV, SIZE_ENV
 from lstm_exp.config.compose import CONFIG_DIR
@@ -122,6 +123,7 @@ def main() -> None:
 
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
     handover.take()  # nothing from an earlier call in this process (tests, notebooks)
+    register_plugins()  # before Hydra looks for them: its own scan misses them in an editable install
     try:
         _hydra_task()
         result = handover.take()

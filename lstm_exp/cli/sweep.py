@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_exp.cli.handover import hand_over
 from lstm_exp.cli.job import JobOutcome
 from lstm_exp.cli.report import format_sweep_table, job_overrides, sweep_counts
+from lstm_exp.cli.sweep_grid import job_batches, params_overrides
 
 PARENT_ENV = "LSTM_EXP_PARENT_RUN"  # the parent run id, for the jobs
 SIZE_ENV = "LSTM_EXP_SWEEP_SIZE"  # how many jobs the sweep has, for their progress lines
@@ -24,12 +25,12 @@ ORPHAN_REASON = "the job ended without ending its run (its process was killed or
 
 
 def run_sweep(sweeper, arguments: list[str]) -> list:
-    """Hydra's basic sweep, inside the parent run; hands the sweep's exit status to `main`."""
+    """The grid's jobs, inside the parent run; hands the sweep's exit status to `main`."""
     config = sweeper.config
     parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
-    overrides = parser.parse_overrides([*sweeper._parse_config(), *arguments])
-    sweeper.overrides = sweeper.split_arguments(overrides, sweeper.max_batch_size)
-    total = sum(len(batch) for batch in sweeper.overrides)
+    overrides = parser.parse_overrides([*params_overrides(sweeper.params), *arguments])
+    batches = job_batches(overrides, sweeper.max_batch_size)
+    total = sum(len(batch) for batch in batches)
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
@@ -40,8 +41,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
     with _environment({PARENT_ENV: parent.run_id if parent else "", SIZE_ENV: str(total)}), \
             (parent or contextlib.nullcontext()):
         first = 0
-        while not sweeper.is_done():
-            batch = sweeper.get_job_batch()
+        for batch in batches:
             sweeper.validate_batch_is_legal(batch)
             results = sweeper.launcher.launch(batch, initial_job_idx=first)
             outcomes += [_outcome(result) for result in results]

@@ -1,0 +1,26 @@
+"""Makes lstm_exp's sweeper and Slurm launcher known to Hydra, however lstm_exp was installed.
+
+Hydra instantiates only the plugin classes it knows, and it learns them by walking the `hydra_plugins`
+namespace package with `pkgutil`. The walk sees files on a path (a wheel, `pip install .`, a compat
+editable install) but not modules served by an import hook, and an import hook is how setuptools'
+default editable install (`pip install -e .`, `uv pip install -e .`) serves our `hydra_plugins`: our
+package-dir (conf/ -> lstm_exp.conf) is not a layout a path can express. An ordinary import goes
+through that hook in every install mode, so the entry point imports the two plugin classes and hands
+them to Hydra's public `Plugins.register`. Their config options are YAML in conf/hydra/, which the
+config search path finds without any walk, so a single run never needs a plugin at all.
+"""
+
+from hydra.core.plugins import Plugins
+
+
+def register_plugins() -> None:
+    """Registers `LstmExpSweeper` and `LstmExpSlurmLauncher` with Hydra (idempotent)."""
+    # Plugins first: its walk, where it sees our modules, executes them again and so replaces their
+    # classes; a class imported before it would no longer be the module's own, and would not pickle
+    # (joblib and submitit pickle the launcher and Hydra's plugin registry into every job).
+    plugins = Plugins.instance()
+    from hydra_plugins.lstm_exp_slurm_launcher.lstm_exp_slurm_launcher import LstmExpSlurmLauncher
+    from hydra_plugins.lstm_exp_sweeper.lstm_exp_sweeper import LstmExpSweeper
+
+    for plugin in (LstmExpSweeper, LstmExpSlurmLauncher):
+        plugins.register(plugin)
