@@ -161,6 +161,13 @@ CASES = [
     ("group-list-of-ints", "tracking=[1]", "tracking", ""),
     ("group-list-of-null", "model=[null]", "model", ""),
     ("group-nested-lists", "task=[[],[]]", "task", ""),
+    # Hydra's output folders below a plain file, and sweeps the grid cannot run.
+    ("run-dir-under-a-file", "hydra.run.dir=data.txt/out", "hydra.run.dir", "cli"),
+    ("run-dir-a-file", "hydra.run.dir=data.txt", "hydra.run.dir", ""),
+    ("sweep-dir-under-a-file", "-m seed=0,1 hydra.sweep.dir=data.txt/sweep", "hydra.sweep.dir", ""),
+    ("sweep-batch-size-zero", "-m seed=0,1 hydra.sweeper.max_batch_size=0", "hydra.sweeper.max_batch_size",
+     ""),
+    ("sweep-interval", "-m seed=interval(0,1)", "seed", ""),
 ]
 
 # The tutorial's default model (LSTM 4 on F=6): its tf1 kernel is (F + H, 4H) = (10, 16).

@@ -24,6 +24,7 @@ import lstm_exp  # noqa: F401  (sets TensorFlow's log level before anything impo
 from lstm_exp import errors
 from lstm_exp.cli import handover
 from lstm_exp.cli.job import failure_outcome, run_job
+from lstm_exp.cli.output_dirs import output_dir_error
 from lstm_exp.cli.plugins import register_plugins
 from lstm_exp.cli.report import progress_line
 from lstm_exp.cli.sweep import PARENT_ENV, SIZE_ENV
@@ -134,6 +135,12 @@ def main() -> None:
         sys.exit(2)
     except (HydraException, OmegaConfBaseException) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+    except (NotADirectoryError, FileExistsError) as error:
+        refused = output_dir_error(error)
+        if refused is None:
+            raise
+        print(f"error: {refused}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.cli.handover import hand_over
 from lstm_exp.cli.job import JobOutcome
+from lstm_exp.cli.output_dirs import check_output_dir
 from lstm_exp.cli.report import format_sweep_table, job_overrides, sweep_counts
 from lstm_exp.cli.sweep_grid import job_batches, params_overrides
 
@@ -31,6 +32,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
     overrides = parser.parse_overrides([*params_overrides(sweeper.params), *arguments])
     batches = job_batches(overrides, sweeper.max_batch_size)
     total = sum(len(batch) for batch in batches)
+    check_output_dir("hydra.sweep.dir", config.hydra.sweep.dir)
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")

@@ -1,0 +1,50 @@
+"""Hydra's output folders, `hydra.run.dir` (a run) and `hydra.sweep.dir` (a sweep), as bad input.
+
+Hydra creates them with `mkdir(parents=True)`; below a plain file (`hydra.run.dir=notes.txt/out`) that
+raises NotADirectoryError, or FileExistsError for the file itself. The sweeper checks its folder before
+making it. A run's folder Hydra makes before any of our code runs (its callbacks cannot stop a run: it
+turns their errors into warnings), so `main` recognises that failure afterwards, from the arguments of
+the `hydra.core.utils.run_job` call that raised it.
+"""
+
+from pathlib import Path
+
+from hydra.core.utils import run_job
+from omegaconf import OmegaConf
+
+from lstm_exp.errors import ConfigError
+
+
+def check_output_dir(key: str, value: str) -> None:
+    """Raises ConfigError unless `value` is a folder or could be made one (no file in its way)."""
+    path = Path(value)
+    for existing in (path, *path.parents):
+        # is_symlink: a dangling link, which mkdir finds in its way though exists() does not.
+        if existing.exists() or existing.is_symlink():
+            break
+    if not existing.is_dir():
+        raise ConfigError(key, value, f"a folder, or a path where one can be made ('{existing}' is not a "
+                          "folder)")
+
+
+def output_dir_error(error: OSError) -> ConfigError | None:
+    """The ConfigError when `error` is Hydra's `run_job` failing to make the job's folder, else None."""
+    arguments = _run_job_arguments(error)
+    if arguments is None:
+        return None
+    key = arguments["job_dir_key"]  # hydra.run.dir, or hydra.sweep.dir in a sweep's job
+    try:
+        check_output_dir(key, str(OmegaConf.select(arguments["config"], key)))
+    except ConfigError as refused:
+        return refused
+    return None  # the folder was fine: some other failure, not bad input
+
+
+def _run_job_arguments(error: BaseException) -> dict | None:
+    """The arguments of the `run_job` call that `error` came through, or None."""
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code is run_job.__code__:
+            return traceback.tb_frame.f_locals
+        traceback = traceback.tb_next
+    return None
