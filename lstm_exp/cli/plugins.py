@@ -3,9 +3,10 @@
 Hydra instantiates only the plugin classes it knows, and it learns them by walking the `hydra_plugins`
 namespace package with `pkgutil`. The walk sees files on a path (a wheel, `pip install .`, a compat
 editable install) but not modules served by an import hook, and an import hook is how setuptools'
-default editable install (`pip install -e .`, `uv pip install -e .`) serves our `hydra_plugins`: our
-package-dir (conf/ -> lstm_exp.conf) is not a layout a path can express. An ordinary import goes
-through that hook in every install mode, so the entry point imports the two plugin classes and hands
+default editable install (`pip install -e .`, `uv pip install -e .`) serves our `hydra_plugins`: a
+path would also make the checkout's other folders importable, and conf/ is mapped to lstm_exp.conf.
+A layout that made setuptools choose a path would depend on its heuristics. An ordinary import goes
+through the hook in every install mode, so the entry point imports the two plugin classes and hands
 them to Hydra's public `Plugins.register`. Their config options are YAML in conf/hydra/, which the
 config search path finds without any walk, so a single run never needs a plugin at all.
 """
