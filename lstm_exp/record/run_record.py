@@ -69,7 +69,7 @@ class RunRecord:
         args = vars(request)
         recorder = hasattr(store, "begin_open")  # then the store opens while `meanwhile` runs here
         # SIGTERM is ours from the moment the run may exist (a launcher may have set its own handler).
-        with _signals_kept():
+        with signals_kept():
             pending = store.begin_open(**args) if recorder else None
             opened = None if recorder else store.open(**args)
             try:
@@ -118,7 +118,7 @@ class RunRecord:
             log.error("could not end run %s as %s: %s; then %s", self.run_id, status, first, error)
 
     def __enter__(self) -> "RunRecord":
-        self._signals.enter_context(_signals_kept())
+        self._signals.enter_context(signals_kept())
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
@@ -143,7 +143,7 @@ def _status_of(error: BaseException) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _signals_kept():
+def signals_kept():
     """SIGTERM raises `Terminated`; a Ctrl-C that Python dropped is raised after the block.
 
     A KeyboardInterrupt raised inside a finalizer (a garbage-collected weakref callback, as SQLAlchemy
