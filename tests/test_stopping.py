@@ -58,6 +58,6 @@ def test_sigterm_stops_every_job_and_their_runs_stay_killed(tmp_path, launcher, 
         left = _wait_gone(mark, GONE_TIMEOUT_S)
     assert proc.returncode == 143, stderr[-3000:]
     assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert _statuses(db) == ["KILLED"] * runs  # no job came back to end its run otherwise
     assert jobs_left == [], "job processes outlived their sweep"
     assert left == [], "processes the sweep started are still running"
-    assert _statuses(db) == ["KILLED"] * runs  # and no job came back to end its run otherwise
