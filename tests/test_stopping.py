@@ -61,3 +61,32 @@ def test_sigterm_stops_every_job_and_their_runs_stay_killed(tmp_path, launcher, 
     assert _statuses(db) == ["KILLED"] * runs  # no job came back to end its run otherwise
     assert jobs_left == [], "job processes outlived their sweep"
     assert left == [], "processes the sweep started are still running"
+
+
+def _job_processes(mark: bytes) -> list[tuple[int, str]]:
+    return [p for p in marked_processes(mark) if "submitit.core._submit" in p[1]]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_jobs_of_a_sweep_that_records_nothing(tmp_path):
+    # No store to watch: the jobs are known to run once their processes exist. Without an open run, a
+    # job may ignore SIGTERM (submitit's handler): then it is cancelled after the grace.
+    value = uuid.uuid4().hex
+    mark = f"{MARK}={value}".encode()
+    proc = _start_cli("-m", "hydra/launcher=submitit_local", "tracking.enabled=false", "seed=0,1",
+                      "run.inject_fault=pause", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path,
+                      env={MARK: value})
+    try:
+        deadline = time.monotonic() + 240
+        while len(_job_processes(mark)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None and len(_job_processes(mark)) == 2, "the jobs never started"
+        os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = _finish(proc, tmp_path, timeout=120)
+        jobs_left = [p for p in marked_processes(mark) if any(name in p[1] for name in JOB_PROCESSES)]
+    finally:
+        (tmp_path / RELEASE_FILE).touch()
+        left = _wait_gone(mark, GONE_TIMEOUT_S)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert jobs_left == [], "job processes outlived their sweep"
+    assert left == [], "processes the sweep started are still running"
