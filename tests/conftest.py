@@ -49,7 +49,7 @@ SESSION_MARK = "LSTM_EXP_TEST_SESSION"
 LEAK_GRACE_S = 15  # processes that are already exiting get this long to go
 
 
-def _marked_processes(mark: bytes) -> list[tuple[int, str]]:
+def marked_processes(mark: bytes) -> list[tuple[int, str]]:
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         pid = int(entry.name)
@@ -74,7 +74,7 @@ def pytest_sessionstart(session):
 def pytest_sessionfinish(session, exitstatus):
     mark = f"{SESSION_MARK}={os.environ.get(SESSION_MARK, '')}".encode()
     deadline = time.monotonic() + LEAK_GRACE_S
-    while (left := _marked_processes(mark)) and time.monotonic() < deadline:
+    while (left := marked_processes(mark)) and time.monotonic() < deadline:
         time.sleep(0.5)
     if left:
         lines = "\n".join(f"  pid {pid}: {command}" for pid, command in left)

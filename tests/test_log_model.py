@@ -84,7 +84,7 @@ def test_resume_reuses_a_run_without_a_model_only_when_no_model_is_asked_for(tmp
 
     def recorded(cfg) -> str:
         run_id = run_store.start_run(client, experiment, "job", run_store.run_tags(cfg, []))
-        run_store.end_run(client, run_id, "FINISHED")
+        client.set_terminated(run_id, "FINISHED")
         return run_id
 
     without = recorded(plain)

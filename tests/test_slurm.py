@@ -8,6 +8,7 @@ Every wait is bounded; the tests assert on what happened (statuses, reasons, arr
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -202,6 +203,32 @@ def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(clus
     versions = {o: c.data.tags.get("lstm_exp.code_version") for o, c in children.items()}
     assert [c.info.status for c in children.values()] == ["FINISHED"], versions
     assert "inject_fault=pause" in next(iter(children))
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_sweep_cancels_its_job_array_and_every_run_ends_killed(cluster, server, tmp_path):
+    # Both jobs hold their open runs (run.inject_fault=pause, no release file) until they are stopped.
+    client = MlflowClient(server)
+
+    def both_running():
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended before it could be stopped: {proc.communicate()}")
+        exp = client.get_experiment_by_name("slurm_stop")
+        runs = client.search_runs([exp.experiment_id], "tags.mlflow.parentRunId LIKE '%'") if exp else []
+        return [run.info.status for run in runs] == ["RUNNING", "RUNNING"]
+
+    overrides = (*SMALL, "seed=0,1", "run.inject_fault=pause", *tracked(server, "slurm_stop"))
+    with background_sweep(cluster, *overrides, launch=tmp_path) as proc:
+        cluster.wait_for(both_running, "both jobs' runs open", JOB_START_TIMEOUT_S)
+        proc.send_signal(signal.SIGTERM)  # to the submitting process alone; the jobs get nothing from us
+        done = finish(proc)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert cluster.jobs() == []  # the array was cancelled, and the sweep waited until it left the queue
+    (tmp_path / RELEASE_FILE).touch()  # had a job outlived the sweep, it would now finish its run
+    parent, children = sweep_children(client, "slurm_stop")
+    assert parent.info.status == "KILLED"
+    assert [c.info.status for c in children.values()] == ["KILLED", "KILLED"], \
+        [c.data.tags.get("lstm_exp.error") for c in children.values()]
 
 
 @pytest.mark.slow

@@ -23,8 +23,11 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf, open_dict
 
+from lstm_exp.record.run_record import Terminated
+
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S = 60  # one squeue / scontrol / scancel call
+CANCEL_TIMEOUT_S = 180  # after scancel, until squeue no longer lists the jobs (Slurm's KillWait is 30 s)
 QUEUE_SILENCE_S = 900  # squeue failing this long (the controller is down) makes every unfinished job lost
 LOST = "left the queue without a result: cancelled, killed, or out of time"
 
@@ -66,10 +69,29 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
                               [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * count)
     try:
         return _wait(launcher, jobs, overrides, numbers)
-    except KeyboardInterrupt:  # the sweep is stopped: so are its jobs
-        subprocess.run(["scancel", *{job.job_id.split("_")[0] for job in jobs}],
-                       capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+    except (KeyboardInterrupt, Terminated):  # the sweep is stopped: so are its jobs
+        _cancel(jobs)
         raise
+
+
+def _cancel(jobs: list) -> None:
+    """Cancels the job array (`scancel`), then waits until squeue lists none of its jobs.
+
+    Slurm sends each running job SIGTERM (its run ends KILLED) and SIGKILL `KillWait` seconds later;
+    the sweeper ends what is left RUNNING only once the jobs are out of the queue.
+    """
+    arrays = sorted({job.job_id.split("_")[0] for job in jobs})
+    log.warning("Slurm sweep stopped: cancelling job array %s", " ".join(arrays))
+    subprocess.run(["scancel", *arrays], capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
+    ours = {job.job_id for job in jobs}
+    deadline = time.monotonic() + CANCEL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        queued = _queued()
+        if queued is not None and not ours & queued:
+            return
+        time.sleep(1)
+    log.error("Slurm jobs of array %s still in the queue %d s after scancel", " ".join(arrays),
+              CANCEL_TIMEOUT_S)
 
 
 def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int]) -> list[JobReturn]:

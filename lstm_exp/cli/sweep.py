@@ -19,6 +19,7 @@ from lstm_exp.cli.job import JobOutcome
 from lstm_exp.cli.output_dirs import check_output_dir
 from lstm_exp.cli.report import format_sweep_table, job_overrides, sweep_counts
 from lstm_exp.cli.sweep_grid import job_batches, params_overrides
+from lstm_exp.record.run_record import signals_kept
 
 PARENT_ENV = "LSTM_EXP_PARENT_RUN"  # the parent run id, for the jobs
 SIZE_ENV = "LSTM_EXP_SWEEP_SIZE"  # how many jobs the sweep has, for their progress lines
@@ -40,12 +41,13 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
     parent = _open_parent(config, total)
     outcomes: list[JobOutcome] = []
     returns = []
+    # Ctrl-C and SIGTERM raise in this process, tracked or not, so that the launch stops its jobs.
     with _environment({PARENT_ENV: parent.run_id if parent else "", SIZE_ENV: str(total)}), \
-            (parent or contextlib.nullcontext()):
+            (parent or signals_kept()):
         first = 0
         for batch in batches:
             sweeper.validate_batch_is_legal(batch)
-            results = sweeper.launcher.launch(batch, initial_job_idx=first)
+            results = _launch(sweeper.launcher, batch, first)
             outcomes += [_outcome(result) for result in results]
             returns.append(results)
             first += len(batch)
@@ -58,6 +60,21 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
 
     hand_over(status)
     return returns
+
+
+def _launch(launcher, batch, first: int) -> list:
+    """The launcher's `launch`; for submitit_local, ours, which stops the jobs if the sweep is stopped.
+
+    Hydra's basic launcher runs the jobs in this process (the interrupt reaches them), joblib kills its
+    workers when its wait is interrupted, and the Slurm launcher is ours (it cancels the job array).
+    """
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+
+    if type(launcher) is LocalLauncher:
+        from lstm_exp.cli import local_launcher
+
+        return local_launcher.launch(launcher, batch, first)
+    return launcher.launch(batch, initial_job_idx=first)
 
 
 def _close_parent(parent, rows: list[dict], outcomes: list[JobOutcome]) -> int:

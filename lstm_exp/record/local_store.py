@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from lstm_exp.record import store
+from lstm_exp.record.run_end import RunEnded, check_running, end_if_running
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +45,42 @@ class LocalStore:
 
     def log(self, uri: str, run_id: str, folder: str, metrics: list, params: dict[str, str],
             tags: dict[str, str]) -> None:
-        """Draws the plots; logs the model (if saved), folder, metrics, params and tags; ends it FINISHED."""
+        """Draws the plots; logs the model (if saved), folder, metrics, params and tags; ends it FINISHED.
+
+        Raises:
+            RunEnded: another process ended the run first (a stopped sweep); what was not logged yet
+                stays unlogged, and the run keeps the status it was given.
+        """
         from lstm_exp.record import artifacts, model_log
 
-        artifacts.draw_plots(Path(folder), metrics)
         client = self.client(uri)
+        check_running(client, run_id)  # before each step: nothing is added to a run that has ended
+        artifacts.draw_plots(Path(folder), metrics)
+        check_running(client, run_id)
         model_log.log_stack_model(client, run_id, Path(folder))  # takes model.keras out of the folder
+        check_running(client, run_id)
         store.log_run_directory(client, run_id, Path(folder), metrics, params, tags)
-        store.end_run(client, run_id, "FINISHED")
+        ended = end_if_running(client, uri, run_id, "FINISHED")
+        if ended != "FINISHED":
+            raise RunEnded(f"run {run_id} was ended {ended} by another process while its results were logged")
 
     def end(self, uri: str, run_id: str, status: str, reason: str | None = None,
-            orphans_reason: str | None = None) -> None:
-        """Ends a run FINISHED, FAILED or KILLED with its reason.
+            orphans_reason: str | None = None) -> str:
+        """Ends a run FINISHED, FAILED or KILLED with its reason, if it is still RUNNING.
 
         Args:
             orphans_reason: for a sweep's parent: its children still RUNNING end FAILED (or KILLED
                 with the parent) with this reason; their jobs died before they could end them.
+
+        Returns:
+            The run's status afterwards: `status`, or the one it had already ended with.
         """
         client = self.client(uri)
         if orphans_reason:
             child_status = "KILLED" if status == "KILLED" else "FAILED"
             for child in store.running_children(client, run_id):
-                store.end_run(client, child, child_status, orphans_reason)
-        store.end_run(client, run_id, status, reason)
+                end_if_running(client, uri, child, child_status, orphans_reason)
+        return end_if_running(client, uri, run_id, status, reason)
 
     def log_summary(self, uri: str, run_id: str, rows: list[dict], tags: dict[str, str]) -> None:
         """A sweep parent's table of jobs (`sweep_summary.json`, an MLflow table) and its tags."""

@@ -126,8 +126,8 @@ class RecorderStore:
         # Drawing and uploading take longer than a store round trip: a wider, still finite bound.
         self.recorder.wait(self.recorder.send("log", **args), "log", 10 * self.timeout_s)
 
-    def end(self, **args) -> None:
-        self.recorder.wait(self.recorder.send("end", **args), "end", self.timeout_s)
+    def end(self, **args) -> str:
+        return self.recorder.wait(self.recorder.send("end", **args), "end", self.timeout_s)
 
 
 def _serve() -> None:

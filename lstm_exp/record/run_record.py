@@ -69,7 +69,7 @@ class RunRecord:
         args = vars(request)
         recorder = hasattr(store, "begin_open")  # then the store opens while `meanwhile` runs here
         # SIGTERM is ours from the moment the run may exist (a launcher may have set its own handler).
-        with _signals_kept():
+        with signals_kept():
             pending = store.begin_open(**args) if recorder else None
             opened = None if recorder else store.open(**args)
             try:
@@ -97,10 +97,10 @@ class RunRecord:
         self.store.log_summary(uri=self.uri, run_id=self.run_id, rows=rows, tags=tags)
 
     def end(self, status: str, reason: str | None = None, orphans_reason: str | None = None) -> None:
-        """Ends the run with `status` (a sweep parent also ends its children still RUNNING)."""
-        self.store.end(uri=self.uri, run_id=self.run_id, status=status, reason=reason,
-                       orphans_reason=orphans_reason)
-        self.status = status
+        """Ends the run with `status` if it is still RUNNING (a sweep parent also ends its children
+        still RUNNING); a run another process ended first keeps its status, which `status` takes."""
+        self.status = self.store.end(uri=self.uri, run_id=self.run_id, status=status, reason=reason,
+                                     orphans_reason=orphans_reason)
 
     def _end_anyway(self, status: str, reason: str, orphans_reason: str | None = None) -> None:
         """Ends the run; if its store cannot, from this process; the error that ended it stands."""
@@ -113,13 +113,12 @@ class RunRecord:
 
         try:
             also = "" if str(first) in reason else f" (and the store could not end the run: {first})"
-            LocalStore().end(self.uri, self.run_id, status, reason + also, orphans_reason)
-            self.status = status
+            self.status = LocalStore().end(self.uri, self.run_id, status, reason + also, orphans_reason)
         except Exception as error:  # noqa: BLE001
             log.error("could not end run %s as %s: %s; then %s", self.run_id, status, first, error)
 
     def __enter__(self) -> "RunRecord":
-        self._signals.enter_context(_signals_kept())
+        self._signals.enter_context(signals_kept())
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
@@ -144,7 +143,7 @@ def _status_of(error: BaseException) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _signals_kept():
+def signals_kept():
     """SIGTERM raises `Terminated`; a Ctrl-C that Python dropped is raised after the block.
 
     A KeyboardInterrupt raised inside a finalizer (a garbage-collected weakref callback, as SQLAlchemy

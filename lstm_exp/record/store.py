@@ -189,13 +189,6 @@ def start_run(client, experiment_id: str, name: str, tags: dict[str, str]) -> st
     return retry_locked(lambda: client.create_run(experiment_id, tags=tags, run_name=name)).info.run_id
 
 
-def end_run(client, run_id: str, status: str, reason: str | None = None) -> None:
-    """Ends a run FINISHED, FAILED or KILLED; a failure says why in the `lstm_exp.error` tag."""
-    if reason:
-        retry_locked(lambda: client.set_tag(run_id, TAG_PREFIX + "error", reason[:5000]))
-    retry_locked(lambda: client.set_terminated(run_id, status))
-
-
 def finished_twin(client, experiment_id: str, tags: dict[str, str]) -> str | None:
     """A FINISHED run computed from the same config by the same code, if the store has one.
 

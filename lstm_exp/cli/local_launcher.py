@@ -1,0 +1,97 @@
+"""submitit_local sweeps that stop their jobs when the sweep is stopped: `hydra/launcher=submitit_local`.
+
+hydra-submitit-launcher's LocalLauncher starts each job as a submitit controller process, which starts
+the job's own process, and waits for their results, keeping the job handles to itself. Stopped by
+Ctrl-C or SIGTERM, the sweep would exit and leave the controllers running: their jobs would finish
+later and end runs the sweep had already ended KILLED. `launch` submits the jobs exactly as that
+launcher does (the sweeper calls it in its place) and, when the wait is interrupted, stops every job it
+started before the interrupt goes on to the sweeper, which then ends the parent and any run a job left
+RUNNING:
+- SIGTERM to each controller still running; it hands the signal on to its job, whose run ends KILLED,
+  and exits once the job has;
+- a job that does not stop within `STOP_GRACE_S` (before its run is open submitit's handler ignores
+  SIGTERM) is cancelled the way submitit cancels: SIGINT to its controller, which interrupts the job and
+  kills it a second later.
+"""
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from hydra.core.utils import JobReturn
+from omegaconf import OmegaConf
+
+from lstm_exp.record.run_record import Terminated
+
+log = logging.getLogger(__name__)
+STOP_GRACE_S = 30  # for a job to end its run after SIGTERM (one store write; more on a loaded machine)
+CANCEL_TIMEOUT_S = 30  # for a cancelled controller to kill its job and exit
+POLL_S = 0.1
+
+
+def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+    """Runs the batch as hydra-submitit-launcher's `LocalLauncher.launch` does; stops it if interrupted.
+
+    Args:
+        launcher: that `LocalLauncher` (its `params` are submitit_local's keys); it is pickled into
+            each job, whose `__call__` is the launcher's.
+        job_overrides: each job's overrides.
+        initial_job_idx: the number of the batch's first job.
+    """
+    import submitit
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import filter_overrides
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    params = dict(launcher.params)
+    executor = submitit.AutoExecutor(cluster="local", folder=params.pop("submitit_folder"))
+    queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in queue_keys else f"local_{k}": v for k, v in params.items()})
+    sweep = launcher.config.hydra.sweep
+    Path(str(sweep.dir)).mkdir(parents=True, exist_ok=True)
+    if "mode" in sweep:
+        Path(str(sweep.dir)).chmod(int(str(sweep.mode), 8))
+    log.info("Submitit 'local' sweep output dir : %s", sweep.dir)
+    overrides = [list(o) for o in job_overrides]
+    numbers = [initial_job_idx + i for i in range(len(overrides))]
+    for number, job in zip(numbers, overrides, strict=True):
+        log.info("\t#%d : %s", number, " ".join(filter_overrides(job)))
+    count = len(numbers)
+    jobs = executor.map_array(launcher, overrides, ["hydra.sweep.dir"] * count, numbers,
+                              [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * count)
+    try:
+        return [job.results()[0] for job in jobs]
+    except (KeyboardInterrupt, Terminated):  # the sweep is stopped: so are its jobs
+        stop(jobs)
+        raise
+
+
+def stop(jobs: list) -> None:
+    """Stops the jobs whose controller is still running, and waits until every controller is gone."""
+    left = [job for job in jobs if not job.done()]
+    if not left:
+        return
+    log.warning("stopping %d submitit_local job(s): SIGTERM", len(left))
+    for job in left:
+        # A LocalJob's id is its controller's pid; unreaped (done() reaps it), the pid is still that process.
+        os.kill(int(job.job_id), signal.SIGTERM)
+    left = _wait_gone(left, STOP_GRACE_S)
+    if left:
+        log.warning("%d submitit_local job(s) still running %d s after SIGTERM: cancelling them "
+                    "(SIGINT, then SIGKILL)", len(left), STOP_GRACE_S)
+        for job in left:
+            job.cancel()
+        left = _wait_gone(left, CANCEL_TIMEOUT_S)
+    if left:
+        log.error("submitit_local controller(s) %s still running after cancel",
+                  ", ".join(job.job_id for job in left))
+
+
+def _wait_gone(jobs: list, timeout_s: float) -> list:
+    """The jobs whose controller is still running after `timeout_s` (none once all have exited)."""
+    deadline = time.monotonic() + timeout_s
+    while (left := [job for job in jobs if not job.done()]) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    return left

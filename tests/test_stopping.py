@@ -1,0 +1,92 @@
+"""Stopping a sweep stops every job it launched, and no run is rewritten after it ended.
+
+SIGTERM goes to the sweep's launching process alone (what `kill PID` does; the jobs get nothing from
+outside), under each local launcher: the process exits 143 with every job process gone and every run
+KILLED. Then the jobs are released (`run.inject_fault=pause` holds each one, its run open, until the
+release file appears): a job that had outlived its sweep would now finish and end its run FINISHED. The
+test waits until every process the sweep started is provably gone, and only then reads the store.
+The Slurm launcher's case is in test_slurm.py.
+"""
+
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from conftest import marked_processes
+from test_faults import _finish, _start_cli, _statuses, _wait_running
+
+from lstm_exp.compute.runner import RELEASE_FILE
+
+MARK = "LSTM_EXP_STOP_TEST"  # in the environment of every process the sweep starts
+JOB_PROCESSES = ("submitit", "LokyProcess")  # a job's process, or the controller that started it
+GONE_TIMEOUT_S = 300  # for every process the sweep started to exit (a released job finishes first)
+
+
+def _wait_gone(mark: bytes, timeout_s: float) -> list[tuple[int, str]]:
+    """The processes still carrying `mark` once none is left, or `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while (left := marked_processes(mark)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(("launcher", "runs"), [
+    # In-process, the jobs run one after the other: the parent and job 0 are open when SIGTERM comes.
+    pytest.param(("hydra/launcher=basic",), 2, id="in-process"),
+    pytest.param(("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), 3, id="joblib", marks=SLOW),
+    pytest.param(("hydra/launcher=submitit_local",), 3, id="submitit_local", marks=SLOW),
+])
+def test_sigterm_stops_every_job_and_their_runs_stay_killed(tmp_path, launcher, runs):
+    value = uuid.uuid4().hex
+    mark = f"{MARK}={value}".encode()
+    db = tmp_path / "mlflow.db"
+    proc = _start_cli("-m", *launcher, "model=stacked", "seed=0,1", "run.inject_fault=pause",
+                      f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path, env={MARK: value})
+    try:
+        _wait_running(proc, db, runs, timeout=240)
+        assert proc.poll() is None and _statuses(db).count("RUNNING") == runs, "the jobs never all started"
+        os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = _finish(proc, tmp_path, timeout=120)
+        jobs_left = [p for p in marked_processes(mark) if any(name in p[1] for name in JOB_PROCESSES)]
+    finally:
+        (tmp_path / RELEASE_FILE).touch()  # a job still alive goes on to its end: the test would see it
+        left = _wait_gone(mark, GONE_TIMEOUT_S)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert _statuses(db) == ["KILLED"] * runs  # no job came back to end its run otherwise
+    assert jobs_left == [], "job processes outlived their sweep"
+    assert left == [], "processes the sweep started are still running"
+
+
+def _job_processes(mark: bytes) -> list[tuple[int, str]]:
+    return [p for p in marked_processes(mark) if "submitit.core._submit" in p[1]]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_jobs_of_a_sweep_that_records_nothing(tmp_path):
+    # No store to watch: the jobs are known to run once their processes exist. Without an open run, a
+    # job may ignore SIGTERM (submitit's handler): then it is cancelled after the grace.
+    value = uuid.uuid4().hex
+    mark = f"{MARK}={value}".encode()
+    proc = _start_cli("-m", "hydra/launcher=submitit_local", "tracking.enabled=false", "seed=0,1",
+                      "run.inject_fault=pause", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path,
+                      env={MARK: value})
+    try:
+        deadline = time.monotonic() + 240
+        while len(_job_processes(mark)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None and len(_job_processes(mark)) == 2, "the jobs never started"
+        os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = _finish(proc, tmp_path, timeout=120)
+        jobs_left = [p for p in marked_processes(mark) if any(name in p[1] for name in JOB_PROCESSES)]
+    finally:
+        (tmp_path / RELEASE_FILE).touch()
+        left = _wait_gone(mark, GONE_TIMEOUT_S)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert jobs_left == [], "job processes outlived their sweep"
+    assert left == [], "processes the sweep started are still running"
