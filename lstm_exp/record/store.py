@@ -29,17 +29,22 @@ TAG_PREFIX = "lstm_exp."
 EXPERIMENT_KIND = "custom_model_development"  # the UI's model-training view, not its GenAI one
 
 
-def default_store_uri(uri: str | None) -> str:
+def default_store_uri(uri: str | None, launch_dir: Path | None = None) -> str:
     """`uri` with a relative SQLite path made absolute, else `sqlite:///<launch directory>/mlflow.db`.
+
+    Args:
+        launch_dir: where the command was started (`hydra.runtime.cwd`); default the current directory.
+            A job that Hydra runs in its own folder (`hydra.job.chdir=true`) still records there.
 
     Example:
         >>> default_store_uri("sqlite:///runs/mlflow.db")  # launched from /home/me
         'sqlite:////home/me/runs/mlflow.db'
     """
+    launch_dir = launch_dir or Path.cwd()
     if not uri:
-        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        return f"sqlite:///{launch_dir / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
-        return f"sqlite:///{sqlite_path(uri, Path.cwd())}"
+        return f"sqlite:///{sqlite_path(uri, launch_dir)}"
     return uri
 
 
