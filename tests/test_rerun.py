@@ -3,6 +3,8 @@
 The module's one recorded run is altered by the last test (its logged weights), so it runs last.
 """
 
+import hashlib
+
 import numpy as np
 import pytest
 from conftest import error_lines, run_cli
@@ -40,8 +42,11 @@ def test_unknown_run_exits_2_with_one_line(logged_run, capsys):
 
 def test_rerun_of_a_recorded_run_is_bit_identical(logged_run, tmp_path):
     launch, uri, run_id = logged_run
+    before = hashlib.sha256((launch / "mlflow.db").read_bytes()).hexdigest()
     proc = run_cli(run_id[:8], module="lstm_exp.rerun", cwd=launch)  # the default store, a prefix
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Reading only: the rebuilt run has tracking off, and the store is opened read-only.
+    assert hashlib.sha256((launch / "mlflow.db").read_bytes()).hexdigest() == before
     lines = proc.stdout.splitlines()
     verdicts = dict(line.split(maxsplit=1) for line in lines[:-1])
     assert {"input", "output", "layer_1/c", "layer_0/gates/f"} <= set(verdicts)

@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.cli.report import format_report, format_shapes, job_overrides
+from lstm_exp.config.launch_paths import anchor_file_paths
 from lstm_exp.config.store_checks import MAX_RUN_NAME
 from lstm_exp.errors import ConfigError
 
@@ -51,13 +52,15 @@ def _summary_metrics(metrics: list) -> dict[str, float]:
             or name in ("reference_max_abs_err", "val_loss", "baseline_loss")}
 
 
-def run_job(cfg: DictConfig, overrides: list[str], store=None,
-            parent_run_id: str | None = None) -> JobOutcome:
+def run_job(cfg: DictConfig, overrides: list[str], store=None, parent_run_id: str | None = None,
+            launch_dir: Path | None = None) -> JobOutcome:
     """Validates, computes, records and reports one configuration.
 
     Args:
         store: a `LocalStore` shared by a sweep's jobs; None starts the recorder process.
         parent_run_id: the sweep's parent run, for a sweep's job.
+        launch_dir: where the command was started (`hydra.runtime.cwd`): relative file paths and the
+            default store are there, even when Hydra runs the job in its own folder. None: here.
 
     Raises:
         ConfigError: bad configuration or input (after ending any started run FAILED).
@@ -66,6 +69,8 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
     from lstm_exp.compute.runner import execute, prepare
 
     start = time.perf_counter()
+    if launch_dir is not None:
+        anchor_file_paths(cfg, launch_dir)
     prepared = prepare(cfg)  # every ConfigError that needs no TensorFlow comes from here
     if cfg.dry_run:
         return JobOutcome(0, "DRY_RUN", "expected shapes (from the config alone):\n"
@@ -80,7 +85,7 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None,
     from lstm_exp.record import store as mlflow_store
     from lstm_exp.record.run_record import OpenRequest, RunRecord, Skipped
 
-    uri = mlflow_store.default_store_uri(cfg.tracking.uri)
+    uri = mlflow_store.default_store_uri(cfg.tracking.uri, launch_dir)
     request = OpenRequest(uri, cfg.tracking.experiment, cfg.tracking.timeout_s,
                           mlflow_store.run_tags(cfg, overrides), run_name(cfg, overrides),
                           parent_run_id, bool(cfg.resume))

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -48,9 +49,10 @@ def _sweep_store():
 def _hydra_task(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
+    launch_dir = Path(hydra_cfg.runtime.cwd)  # the job's own folder is the cwd with hydra.job.chdir
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:
-            outcome = run_job(cfg, overrides)
+            outcome = run_job(cfg, overrides, launch_dir=launch_dir)
         except Exception as error:  # noqa: BLE001 - raised again by `main`, past Hydra's own printer
             handover.hand_over(error)
             return None
@@ -59,7 +61,7 @@ def _hydra_task(cfg: DictConfig):
     # In a sweep one job's failure must not stop the others: its outcome goes back to the sweeper.
     start = time.perf_counter()
     try:
-        outcome = run_job(cfg, overrides, _sweep_store(), os.environ.get(PARENT_ENV) or None)
+        outcome = run_job(cfg, overrides, _sweep_store(), os.environ.get(PARENT_ENV) or None, launch_dir)
     except Exception as error:  # noqa: BLE001 - reported per job, summed up at the sweep's end
         outcome = failure_outcome(error, time.perf_counter() - start)
         print(f"error: job {hydra_cfg.job.num} ({' '.join(overrides)}): {outcome.error}", file=sys.stderr)

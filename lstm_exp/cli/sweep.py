@@ -110,7 +110,7 @@ def _open_parent(config: DictConfig, total: int):
     name = config.tracking.run_name or "sweep " + " ".join(overrides)
     tags = {"lstm_exp.sweep": "parent", "lstm_exp.overrides": " ".join(overrides),
             "lstm_exp.jobs": f"{total} jobs", "mlflow.source.name": "lstm_exp.run -m"}
-    uri = store.default_store_uri(config.tracking.uri)
+    uri = store.default_store_uri(config.tracking.uri, Path(config.hydra.runtime.cwd))
     request = OpenRequest(uri, config.tracking.experiment, config.tracking.timeout_s, tags, name[:250])
     parent = RunRecord.open(LocalStore(), request)
     parent.orphans_reason = ORPHAN_REASON

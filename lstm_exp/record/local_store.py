@@ -24,6 +24,7 @@ class LocalStore:
         if uri not in self._clients:
             from mlflow.tracking import MlflowClient
 
+            store.quiet_lock_retries()
             self._clients[uri] = MlflowClient(tracking_uri=uri)
         return self._clients[uri]
 
@@ -33,14 +34,21 @@ class LocalStore:
 
         Returns:
             {"run_id", "experiment_id", "skipped"}: skipped runs are twins, not new runs.
+
+        Raises:
+            ConfigError: the store cannot be opened, or another process held it locked for all of
+                `timeout_s` (then no run was created).
         """
         client, experiment_id = store.open_experiment(uri, experiment, timeout_s)
         self._clients[uri] = client
-        if resume and (twin := store.finished_twin(client, experiment_id, tags)):
-            return {"run_id": twin, "experiment_id": experiment_id, "skipped": True}
-        if parent:
-            tags = {**tags, "mlflow.parentRunId": parent}
-        run_id = store.start_run(client, experiment_id, name, tags)
+        try:
+            if resume and (twin := store.finished_twin(client, experiment_id, tags, timeout_s)):
+                return {"run_id": twin, "experiment_id": experiment_id, "skipped": True}
+            if parent:
+                tags = {**tags, "mlflow.parentRunId": parent}
+            run_id = store.start_run(client, experiment_id, name, tags, timeout_s)
+        except store.StoreLocked:
+            raise store.locked_store_error(uri, "tracking.uri", timeout_s) from None
         return {"run_id": run_id, "experiment_id": experiment_id, "skipped": False}
 
     def log(self, uri: str, run_id: str, folder: str, metrics: list, params: dict[str, str],

@@ -4,8 +4,10 @@ import re
 from pathlib import Path
 
 from lstm_exp.errors import ConfigError
-from lstm_exp.record.store import check_reachable, default_store_uri
+from lstm_exp.record.read_only import check_readable
+from lstm_exp.record.store import default_store_uri
 
+OPEN_TIMEOUT_S = 15  # bound on reaching a server or a database
 MAX_RUNS = 1000  # rows listed; a store with more wants a --filter
 _LITERAL = re.compile(r"""('[^']*'|"[^"]*"|`[^`]*`)""")  # quoted strings and quoted names
 _DOTTED = re.compile(r"\b(params?|metrics?|tags?)\.([A-Za-z_][\w.]*\w)")
@@ -14,16 +16,17 @@ _DOTTED = re.compile(r"\b(params?|metrics?|tags?)\.([A-Za-z_][\w.]*\w)")
 def open_store(uri: str | None):
     """(MlflowClient, uri) on an existing store, default the launch directory's; for reading runs.
 
+    Nothing is written to the store: MlflowClient would create or migrate MLflow's tables in any
+    database it is given, so the database is checked read-only first (`read_only.check_readable`).
+
     Raises:
-        ConfigError: a SQLite file that does not exist (MlflowClient would create an empty store
-            rather than say there is none), or a server that does not answer.
+        ConfigError: a missing SQLite file, a database that is not an MLflow store of the installed
+            MLflow's schema, or a server that does not answer.
     """
     from mlflow.tracking import MlflowClient
 
     uri = default_store_uri(uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        raise ConfigError("--tracking-uri", uri, "an existing MLflow store (no such SQLite file)")
-    check_reachable(uri, timeout_s=15)
+    check_readable(uri, timeout_s=OPEN_TIMEOUT_S)
     return MlflowClient(tracking_uri=uri), uri
 
 

@@ -29,17 +29,22 @@ TAG_PREFIX = "lstm_exp."
 EXPERIMENT_KIND = "custom_model_development"  # the UI's model-training view, not its GenAI one
 
 
-def default_store_uri(uri: str | None) -> str:
+def default_store_uri(uri: str | None, launch_dir: Path | None = None) -> str:
     """`uri` with a relative SQLite path made absolute, else `sqlite:///<launch directory>/mlflow.db`.
+
+    Args:
+        launch_dir: where the command was started (`hydra.runtime.cwd`); default the current directory.
+            A job that Hydra runs in its own folder (`hydra.job.chdir=true`) still records there.
 
     Example:
         >>> default_store_uri("sqlite:///runs/mlflow.db")  # launched from /home/me
         'sqlite:////home/me/runs/mlflow.db'
     """
+    launch_dir = launch_dir or Path.cwd()
     if not uri:
-        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        return f"sqlite:///{launch_dir / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
-        return f"sqlite:///{sqlite_path(uri, Path.cwd())}"
+        return f"sqlite:///{sqlite_path(uri, launch_dir)}"
     return uri
 
 
@@ -55,15 +60,62 @@ def _artifact_location(uri: str) -> str | None:
     return None  # a server decides (it serves artifacts)
 
 
-def retry_locked(action: Callable, attempts: int = 8, transient: tuple[str, ...] = ("database is locked",)):
-    """Runs `action`, retrying transient store errors (SQLite's "database is locked") with backoff."""
-    for attempt in range(attempts):
+LOCKED = "database is locked"  # SQLite's error while another process holds a conflicting lock
+LOCK_WAIT_S = 15.0  # the schema's default tracking.timeout_s, for calls made without a config
+
+
+class StoreLocked(RuntimeError):
+    """Another process kept the SQLite store locked for longer than the wait allowed."""
+
+
+class _LockRetriesFilter(logging.Filter):
+    """Drops MLflow's traceback for "database is locked": `retry_locked` waits those out, and says so
+    in one line if the lock outlasts the wait."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+        return LOCKED not in text
+
+
+_QUIET_LOCK_RETRIES = _LockRetriesFilter()
+
+
+def quiet_lock_retries() -> None:
+    """Silences MLflow's log of each lock conflict that `retry_locked` retries (idempotent)."""
+    logging.getLogger("mlflow.store.db.utils").addFilter(_QUIET_LOCK_RETRIES)
+
+
+def retry_locked(action: Callable, within_s: float = LOCK_WAIT_S, transient: tuple[str, ...] = ()):
+    """Runs `action`, retrying while another process holds the SQLite store locked, for `within_s`.
+
+    Each attempt may itself wait (MLflow sets SQLite's busy timeout to 20 s), so the whole can last
+    up to that much longer than `within_s`. `transient` names other errors worth retrying.
+
+    Raises:
+        StoreLocked: the store was still locked after `within_s`.
+    """
+    deadline = time.monotonic() + within_s
+    attempt = 0
+    while True:
         try:
             return action()
         except Exception as error:  # mlflow wraps sqlalchemy's OperationalError in several ways
-            if not any(text in str(error) for text in transient) or attempt == attempts - 1:
+            locked = LOCKED in str(error)
+            if not locked and not any(text in str(error) for text in transient):
                 raise
-            time.sleep(0.05 * 2**attempt)
+            if time.monotonic() >= deadline:
+                if locked:
+                    raise StoreLocked(f"still locked by another process after {within_s:g} s") from None
+                raise
+        time.sleep(min(0.05 * 2**attempt, 1.0, max(deadline - time.monotonic(), 0.0)))
+        attempt += 1
+
+
+def locked_store_error(uri: str, key: str, timeout_s: float) -> ConfigError:
+    """The one line for a store another process kept locked for all of `timeout_s`."""
+    return ConfigError(key, uri, (
+        f"a store that no other process holds locked (another process held a lock on it for all of "
+        f"tracking.timeout_s={timeout_s:g} s; retry when it is done, or raise tracking.timeout_s)"))
 
 
 def check_reachable(uri: str, timeout_s: float) -> None:
@@ -95,8 +147,9 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
 
     # "Creating initial MLflow database tables..." is MLflow's business, not the report's.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    quiet_lock_retries()
 
-    def get_or_create():
+    def get_or_create(client):
         found = client.get_experiment_by_name(experiment)
         if found is not None:
             if found.lifecycle_stage == "deleted":
@@ -113,12 +166,17 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
                 raise
             return client.get_experiment_by_name(experiment).experiment_id
 
+    def connect():
+        client = MlflowClient(tracking_uri=uri)  # constructing MLflow's store reads (may create) tables
+        return client, get_or_create(client)
+
     try:
         with _first_use_lock(uri):  # the first request creates and migrates a fresh database
-            client = MlflowClient(tracking_uri=uri)
-            return client, retry_locked(get_or_create)
+            return retry_locked(connect, within_s=timeout_s)
     except ConfigError:
         raise
+    except StoreLocked:
+        raise locked_store_error(uri, "tracking.uri", timeout_s) from None
     except Exception as error:  # noqa: BLE001 - MLflow and SQLAlchemy raise many kinds for a bad store
         reason = " ".join(str(error).split())[:300]
         raise ConfigError("tracking.uri", uri, f"an MLflow store that opens ({reason})") from None
@@ -184,12 +242,15 @@ def version_tags() -> dict[str, str]:
     return {TAG_PREFIX + "versions": " ".join([*versions, f"python={platform.python_version()}"])}
 
 
-def start_run(client, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+def start_run(client, experiment_id: str, name: str, tags: dict[str, str],
+              within_s: float = LOCK_WAIT_S) -> str:
     """Creates a RUNNING run and returns its id."""
-    return retry_locked(lambda: client.create_run(experiment_id, tags=tags, run_name=name)).info.run_id
+    return retry_locked(lambda: client.create_run(experiment_id, tags=tags, run_name=name),
+                        within_s).info.run_id
 
 
-def finished_twin(client, experiment_id: str, tags: dict[str, str]) -> str | None:
+def finished_twin(client, experiment_id: str, tags: dict[str, str],
+                  within_s: float = LOCK_WAIT_S) -> str | None:
     """A FINISHED run computed from the same config by the same code, if the store has one.
 
     When `tags` ask for a logged model, the twin must have one too.
@@ -199,7 +260,7 @@ def finished_twin(client, experiment_id: str, tags: dict[str, str]) -> str | Non
         keys.append(TAG_PREFIX + "logged_model")
     query = " and ".join(f"tags.`{k}` = '{tags[k]}'" for k in keys)
     found = retry_locked(lambda: client.search_runs(
-        [experiment_id], query + " and attributes.status = 'FINISHED'", max_results=1))
+        [experiment_id], query + " and attributes.status = 'FINISHED'", max_results=1), within_s)
     return found[0].info.run_id if found else None
 
 
@@ -241,7 +302,7 @@ def log_dataset(client, run_id: str, inputs) -> None:
     # Parallel jobs with the same input race to create one dataset row: the loser gets a unique-key
     # violation, and its retry finds the row and links it.
     retry_locked(lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [tag])]),
-                 transient=("database is locked", "duplicate key", "UNIQUE constraint failed"))
+                 transient=("duplicate key", "UNIQUE constraint failed"))
 
 
 def run_page(experiment_id: str, run_id: str | None = None) -> str:
