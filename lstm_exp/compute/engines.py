@@ -86,6 +86,16 @@ def resolve_engine(engine: str, spec: ModelSpec, shape: tuple[int, int, int]) ->
         return fallback
 
 
+def engine_build(engine: str) -> str:
+    """The build of `engine` that runs in this process: native's vector unit (`avx512`, `avx2`,
+    `avx`, `portable`), "" for the engines that have no build of their own."""
+    if engine != "native":
+        return ""
+    from lstm_exp.compute.native.engine import load
+
+    return load().build.isa
+
+
 def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
     """Builds the engine; returns a function of no arguments that runs one forward pass.
 
