@@ -150,7 +150,7 @@ def test_a_damaged_cache_entry_is_rebuilt_with_one_log_line(built_cache, cached_
 def test_every_damage_is_found_before_loading(cached_library, damage):
     """What the runs above rely on, for each kind of damage (no run: nothing is rebuilt)."""
     _corrupt(cached_library, damage)
-    found, reason = cache._check(cached_library)
+    found, reason = cache.check_entry(cached_library)
     assert found is None and reason
 
 

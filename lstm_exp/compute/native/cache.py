@@ -79,8 +79,13 @@ def _write_record(built: Build) -> None:
     os.replace(partial, path)
 
 
-def _check(target: Path) -> tuple[Build | None, str]:
-    """(the verified build, "") | (None, "") where none is cached | (None, why it cannot be used)."""
+def check_entry(target: Path) -> tuple[Build | None, str]:
+    """Whether the library at ``target`` may be loaded, read without loading it.
+
+    Returns:
+        ``(build, "")`` when its bytes match ``build.json``; ``(None, "")`` when there is no
+        library; ``(None, why)`` when it is damaged (truncated, overwritten, no or a bad record).
+    """
     try:
         data = target.read_bytes()
     except FileNotFoundError:
@@ -114,7 +119,7 @@ def cached_build() -> Build:
     cxx = build.compiler()
     folder = cache_root() / _key(cxx)
     target = folder / LIBRARY
-    found, _ = _check(target)
+    found, _ = check_entry(target)
     if found:
         return found
     try:
@@ -123,7 +128,7 @@ def cached_build() -> Build:
     except OSError as err:
         raise NativeBuildError(f"cannot use the cache directory {folder}: {err}") from err
     with handle:
-        found, damage = _check(target)  # another process may have built it while this one waited
+        found, damage = check_entry(target)  # another process may have built it while this one waited
         if found:
             return found
         if damage:
