@@ -131,7 +131,11 @@ def main() -> None:
     # Process sections first: a child forked from a parent that already holds TensorFlow starts with
     # the parent's resident pages, which would inflate every peak RSS measured after that.
     sections = args.only or ["start", "sweep", "forward", "train"]
-    results, started = {"smoke": args.smoke}, time.perf_counter()
+    from lstm_exp.compute.native import cpu
+
+    # The native op is compiled for this CPU, and every figure depends on it: each run names it.
+    results, started = {"smoke": args.smoke, "cpu": cpu.describe()}, time.perf_counter()
+    print(f"CPU: {results['cpu']}", flush=True)
     with tempfile.TemporaryDirectory(prefix="lstm_exp_bench_") as tmp:
         for section in sections:
             print(f"[{time.perf_counter() - started:6.1f} s] {section} ...", flush=True)
@@ -144,7 +148,7 @@ def main() -> None:
 
 
 def summary(results: dict) -> str:
-    lines = []
+    lines = [f"CPU: {results['cpu']}"]
     if "forward" in results:
         fw = results["forward"]
         lines.append(f"matmul peak: {fw['matmul_peak_gflops']:.0f} GFLOP/s")
@@ -153,8 +157,8 @@ def summary(results: dict) -> str:
                 continue
             rows = fw[size]["results"]
             lines.append(f"forward B={fw[size]['B']} T={fw[size]['T']} F={fw[size]['F']} "
-                         f"units={fw[size]['units']} (median ms, GFLOP/s, % of peak, time / torch's, "
-                         "CPU ms per pass):")
+                         f"units={fw[size]['units']}, native = native ({fw[size]['native_build']}) "
+                         "(median ms, GFLOP/s, % of peak, time / torch's, CPU ms per pass):")
             for name, row in sorted(rows.items(), key=lambda kv: kv[1]["median_ms"]):
                 lines.append(f"  {name:<24} {row['median_ms']:8.2f} ms {row['gflops']:7.1f} "
                              f"{100 * row['fraction_of_peak']:5.1f}%  "

@@ -29,7 +29,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lstm_exp.compute import fused  # noqa: E402
-from lstm_exp.compute.native.engine import NativeLSTMStack  # noqa: E402
+from lstm_exp.compute.native import cpu  # noqa: E402
+from lstm_exp.compute.native.engine import NativeLSTMStack, load  # noqa: E402
 
 VARIANTS = (("wavefront", True), ("wavefront", False), ("layerwise", True), ("layerwise", False))
 TUTORIAL = np.array([[[1, 2, 3, 4, 3, 2], [1, 2, 1, 1, 1, 2], [1, 2, 2, 2, 2, 2]],
@@ -149,7 +150,7 @@ def bench_size(b, t, f, units, rounds, with_torch, threads, seed=0):
                 "speedup_vs_torch": med["torch"] / med[n] if "torch" in med else None,
                 "first_call_s": first[n]} for n in names}
     return {"B": b, "T": t, "F": f, "units": list(units), "rounds": rounds, "flops": flops,
-            "results": rows}
+            "native_build": load().build.isa, "results": rows}
 
 
 def startup(sizes, repeats=3):
@@ -225,7 +226,8 @@ def main(argv=None):
         sizes, rounds = [(32, 128, 64, [256, 256])], args.rounds or 30
         if args.large:
             sizes.append((64, 256, 128, [512, 512]))
-    report = {"host": platform.node(), "cpus": os.cpu_count(), "tf": tf.__version__,
+    print(f"CPU: {cpu.describe()}")  # the native op is compiled for it: figures hold for it only
+    report = {"host": platform.node(), "cpu": cpu.describe(), "cpus": os.cpu_count(), "tf": tf.__version__,
               "keras": keras.__version__, "intra_op": args.intra_op, "inter_op": args.inter_op,
               "load_avg_start": os.getloadavg(), "sizes": []}
     report["startup"] = startup(
@@ -237,7 +239,7 @@ def main(argv=None):
                          not args.no_torch, args.threads)
         report["sizes"].append(res)
         print(f"\nB={b} T={t} F={f} units={units}  ({res['flops'] / 1e9:.2f} GFLOP/call, "
-              f"{res['rounds']} rounds)")
+              f"{res['rounds']} rounds; native = native ({res['native_build']}))")
         print(f"{'contender':28s} {'median ms':>10s} {'p25':>8s} {'p75':>8s} {'GFLOP/s':>8s} "
               f"{'x stock':>8s} {'x torch':>8s} {'1st call s':>10s} {'cpu ms':>8s}")
         for name, r in res["results"].items():

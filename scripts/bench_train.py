@@ -107,7 +107,10 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, two rounds: checks it runs")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    result = bench_train(args.smoke)
+    from lstm_exp.compute.native import cpu
+
+    print(f"CPU: {cpu.describe()}")
+    result = {**bench_train(args.smoke), "cpu": cpu.describe()}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     print(summary(result))

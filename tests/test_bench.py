@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import REPO
 
+from lstm_exp.compute.native import cpu
+
 
 def _number(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
@@ -22,6 +24,8 @@ def test_bench_smoke_writes_its_json(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["smoke"] is True and set(results) >= {"start", "sweep", "forward", "train", "total_s"}
+    assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout  # figures name it
+    assert results["forward"]["stack"]["native_build"] in ("avx512", "avx2", "avx", "portable")
     rows = results["forward"]["stack"]["results"]
     assert {"native", "torch", "stock_tf_function", "fused_layerwise_xla"} <= set(rows)
     assert all(_number(row["median_ms"]) and _number(row["time_vs_torch"]) for row in rows.values())

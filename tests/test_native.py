@@ -3,11 +3,13 @@
 Tolerance: 1e-6 absolute (everything in float32; observed errors are ~1e-7 with the app's initializers).
 """
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ import lstm_exp
 from lstm_exp.compute.engines import build_forward, choose_engine, resolve_engine
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.inputs import InputData
-from lstm_exp.compute.native import build
+from lstm_exp.compute.native import build, cache, cpu
 from lstm_exp.compute.reference import max_abs_err, reference_forward
 from lstm_exp.config.validate import ModelSpec
 
@@ -107,9 +109,13 @@ def test_build_forward_mirrors_fused(native, timed):
 
 
 def test_through_the_config(native):
-    result = lstm_exp.execute(lstm_exp.compose("tracking.enabled=false", "model=stacked",
-                                                      "model.implementation=native"))
+    from lstm_exp.record.artifacts import description_tags
+
+    cfg = lstm_exp.compose("tracking.enabled=false", "model=stacked", "model.implementation=native")
+    result = lstm_exp.execute(cfg)
     assert result.engine == "native"
+    label = f"native ({result.engine_build})"  # the tag and the console name the build that ran
+    assert result.engine_label == label and description_tags(cfg, result)["lstm_exp.engine"] == label
     assert result.reference_max_abs_err <= ATOL
     assert result.arrays["output"].shape == (2, 3, 5)
 
@@ -121,7 +127,16 @@ def test_auto_takes_native_for_every_model_it_computes():
         assert choose_engine(unsupported, (64, 256, 128)) == "keras"
 
 
-@pytest.mark.parametrize("env", [{build.DISABLE_ENV: "1"}, {"CXX": "/nonexistent/c++"}])
+def test_builds_for_the_widest_vector_unit_of_this_cpu(native):
+    """AVX-512 where the CPU has it (AVX512-FP16 included), AVX2 where that is the widest, ..."""
+    from lstm_exp.compute.native.engine import load
+
+    loaded = load()
+    assert loaded.build.isa == cpu.widest_isa(), loaded.build.failures
+    assert loaded.width == {"avx512": 16, "avx2": 8, "avx": 8, "portable": 4}[loaded.build.isa]
+
+
+@pytest.mark.parametrize("env", [{cache.DISABLE_ENV: "1"}, {"CXX": "/nonexistent/c++"}])
 def test_falls_back_to_fused_with_one_warning(env, monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing cached: CXX must be used
     for name, value in env.items():
@@ -142,8 +157,8 @@ def test_falls_back_to_fused_with_one_warning(env, monkeypatch, tmp_path, caplog
 BUILDER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {repo!r})
-    from lstm_exp.compute.native import build
-    print(build.library_path())
+    from lstm_exp.compute.native import cache
+    print(cache.cached_build().path)
 """)
 
 
@@ -151,19 +166,20 @@ BUILDER = textwrap.dedent("""
 def test_two_processes_build_once_into_the_cache(tmp_path):
     log = tmp_path / "compiles.log"
     compiler = tmp_path / "logging-c++"
-    # Slow enough that the second process finds the first one holding the lock.
-    compiler.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\nsleep 2\nexec g++ \"$@\"\n")
+    # Logs which process compiles; slow enough that the second process finds the first one
+    # holding the lock.
+    compiler.write_text(f"#!/bin/sh\necho \"$PPID $@\" >> {log}\nsleep 2\nexec g++ \"$@\"\n")
     compiler.chmod(0o755)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "CXX": str(compiler),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop(build.DISABLE_ENV, None)
+    env.pop(cache.DISABLE_ENV, None)
     script = BUILDER.format(repo=str(REPO))
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = []
     for proc in procs:
         try:
-            out, err = proc.communicate(timeout=build.LOCK_TIMEOUT_S)
+            out, err = proc.communicate(timeout=cache.LOCK_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             for p in procs:
                 p.kill()
@@ -173,9 +189,14 @@ def test_two_processes_build_once_into_the_cache(tmp_path):
         outs.append(out.strip().splitlines()[-1])
     assert outs[0] == outs[1]
     assert outs[0].startswith(str(tmp_path / "cache" / "lstm_exp" / "native"))
-    assert len(log.read_text().splitlines()) == 1  # one compile for both processes
+    # One process compiled, once per flag set tried: the one that built and the wider ones that
+    # failed here before it (on CPUs with AVX512-FP16, -march=native fails in TensorFlow's Eigen).
+    compiles = log.read_text().splitlines()
+    record = json.loads((Path(outs[0]).parent / cache.RECORD).read_text())
+    assert len(compiles) == 1 + len(record["failures"]), compiles
+    assert len({line.split()[0] for line in compiles}) == 1
     folder = os.path.dirname(outs[0])
-    assert sorted(os.listdir(folder)) == [".lock", build.LIBRARY]  # no partial files left behind
+    assert sorted(os.listdir(folder)) == [".lock", cache.RECORD, build.LIBRARY]  # no partial files
 
 
 PORTABLE_RUN = textwrap.dedent("""
@@ -187,7 +208,7 @@ PORTABLE_RUN = textwrap.dedent("""
     weights = {{k: v for k, v in case.items() if k.startswith("layer_")}}
     state = {{k[len("state/"):]: v for k, v in case.items() if k.startswith("state/")}}
     out = NativeLSTMStack(weights)(case["x"], case["lengths"], state, return_gates=True)
-    np.savez({out!r}, width=load()[1], **{{k: np.asarray(v) for k, v in out.items()}})
+    np.savez({out!r}, width=load().width, **{{k: np.asarray(v) for k, v in out.items()}})
 """)
 
 
@@ -203,14 +224,18 @@ def test_a_compiler_without_march_native_builds_the_portable_kernel(tmp_path):
              **{f"state/{k}": v for k, v in data.initial_state.items()})
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "CXX": str(compiler),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop(build.DISABLE_ENV, None)
+    env.pop(cache.DISABLE_ENV, None)
     script = PORTABLE_RUN.format(repo=str(REPO), case=str(tmp_path / "case.npz"),
                                  out=str(tmp_path / "out.npz"))
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=build.LOCK_TIMEOUT_S)
+                          timeout=cache.LOCK_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = dict(np.load(tmp_path / "out.npz"))
     assert int(got.pop("width")) == 4  # no -march: 16-byte vectors (SSE on x86-64, NEON on Arm)
+    if cpu.widest_isa() != "portable":  # a narrower build than the CPU's is never silent
+        assert (f"runs its portable build, narrower than this CPU's {cpu.widest_isa()}: -march=native:"
+                in proc.stderr), proc.stderr[-3000:]
+        assert "unsupported: -march=native" in proc.stderr
     want = reference_forward(spec, weights, data.x, data.lengths, data.initial_state)
     assert set(got) == set(want) - {"output"}
     assert max_abs_err(got, want) <= ATOL

@@ -17,7 +17,7 @@ def format_report(cfg: DictConfig, result) -> str:
         f"model={cfg.model.name} ({spec.cell} {list(spec.units)}"
         + (", bidirectional" if spec.bidirectional else "")
         + f")  input={input_name(cfg)} {tuple(arrays['input'].shape)}  seed={cfg.seed}"
-        + f"  engine={result.engine}",
+        + f"  engine={result.engine_label}",
     ]
     for k, units in enumerate(spec.units):
         lines.append(f"layer {k}: {spec.cell}, {units} units")

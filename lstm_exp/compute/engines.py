@@ -21,7 +21,8 @@ from lstm_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# B*T*sum(units) from which `auto` takes the fused engine. Measured with scripts/bench_forward.py:
+# B*T*sum(units) from which `auto` takes the fused engine. Measured with scripts/bench_forward.py on
+# machine A of the README (2-core Intel Xeon, AVX-512 without AVX512-FP16):
 # below ~1e5 eager stock Keras finishes before the fused graph is even traced (tutorial: 0.03 s vs
 # 0.1 s); from ~1e5 on the fused graph wins from its first call (16x64 [64,64]: 0.14 s vs 0.20 s).
 FUSED_MIN_SIZE = 100_000
@@ -45,7 +46,8 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     if spec.implementation != "auto":
         return spec.implementation
     # `auto` takes native for every model it computes: it has no crossover. Measured with
-    # scripts/bench_forward.py (2 shared cores, load average 5-9), first call / steady call in s:
+    # scripts/bench_forward.py on machine A of the README (2-core Intel Xeon, AVX-512 without
+    # AVX512-FP16, native build avx512; load average 5-9), first call / steady call in s:
     #   tutorial (2,3,6) [4,5]:   native 0.005 / 0.0009, eager Keras 0.076 / 0.026, fused graph 0.22 / 0.0014
     #   (8,32,16) [32,32]:        native 0.003 / 0.005,  eager Keras 0.200 / 0.200, fused graph 0.27 / 0.012
     #   (16,64,32) [64,64]:       native 0.012 / 0.006,  eager Keras 0.475 / 0.374, fused graph 0.24 / 0.007
@@ -84,6 +86,16 @@ def resolve_engine(engine: str, spec: ModelSpec, shape: tuple[int, int, int]) ->
         fallback = "fused" if batch * steps * sum(spec.units) >= FUSED_MIN_SIZE else "keras"
         log.info("native LSTM engine unavailable, running %s instead: %s", fallback, err)
         return fallback
+
+
+def engine_build(engine: str) -> str:
+    """The build of `engine` that runs in this process: native's vector unit (`avx512`, `avx2`,
+    `avx`, `portable`), "" for the engines that have no build of their own."""
+    if engine != "native":
+        return ""
+    from lstm_exp.compute.native.engine import load
+
+    return load().build.isa
 
 
 def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from omegaconf import DictConfig
 
-from lstm_exp.compute.engines import build_forward, choose_engine, forward_flops, time_forward
+from lstm_exp.compute.engines import build_forward, choose_engine, engine_build, forward_flops, time_forward
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.inputs import InputData, check_lengths, initial_states, load_sequences, planned_shape
 from lstm_exp.compute.reference import max_abs_err, reference_forward
@@ -56,9 +56,15 @@ class Result:
     expected_shapes: dict[str, tuple[int, ...]]
     reference_max_abs_err: float
     spec: ModelSpec
-    engine: str
+    engine: str  # keras | fused | native: what ran
     timings: dict[str, float] = field(default_factory=dict)  # seconds, and forward_ms when timed
     training: TrainResult | None = None  # with a task: losses per epoch, baseline, trained weights
+    engine_build: str = ""  # native's vector unit (avx512, avx2, avx, portable); "" for the others
+
+    @property
+    def engine_label(self) -> str:
+        """What ran, as the `lstm_exp.engine` tag and the console name it: `native (avx512)`, `fused`."""
+        return f"{self.engine} ({self.engine_build})" if self.engine_build else self.engine
 
 
 def _check_memory(cfg: DictConfig, spec: ModelSpec, shape: tuple[int, int, int], one_step: bool):
@@ -142,6 +148,7 @@ def execute(
         engine = prepared.engine
         run_once = build_forward(engine, spec, prepared.weights, data, cfg.run.repeat)
         engine = run_once.engine  # what runs: native falls back to fused where it cannot build
+        build = engine_build(engine)
         timings["build_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -166,7 +173,8 @@ def execute(
     _check_shapes(arrays, prepared.expected_shapes)
     if not math.isfinite(error):
         error = float("inf")
-    return Result(arrays, prepared.weights, prepared.expected_shapes, error, spec, engine, timings, training)
+    return Result(arrays, prepared.weights, prepared.expected_shapes, error, spec, engine, timings, training,
+                  build)
 
 
 def _check_shapes(arrays: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:

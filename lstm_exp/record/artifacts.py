@@ -41,7 +41,7 @@ def shapes_document(result) -> dict:
         "expected": {n: list(s) for n, s in result.expected_shapes.items()},
         "actual": {n: list(a.shape) for n, a in result.arrays.items()},
         "weights": {n: list(w.shape) for n, w in result.weights.items()},
-        "engine": result.engine,
+        "engine": result.engine_label,
     }
 
 
@@ -90,10 +90,10 @@ def description_tags(cfg: DictConfig, result) -> dict[str, str]:
                    f"{t.val_loss[-1]:.4g} against the baseline's {t.baseline_loss:.4g}.")
     note = (f"**{cfg.model.name}**: {spec.cell} {list(spec.units)}"
             f"{', bidirectional' if spec.bidirectional else ''} on input **{input_name(cfg)}** "
-            f"{tuple(result.arrays['input'].shape)} → output {shape}, engine `{result.engine}`, "
+            f"{tuple(result.arrays['input'].shape)} → output {shape}, engine `{result.engine_label}`, "
             f"seed {cfg.seed}. Reference check: max |engine − NumPy float64| = "
             f"{result.reference_max_abs_err:.3g}.{trained}")
-    return {"mlflow.note.content": note, "lstm_exp.engine": result.engine}
+    return {"mlflow.note.content": note, "lstm_exp.engine": result.engine_label}
 
 
 def write_run_directory(out: Path, cfg: DictConfig, result, summary: str, pca) -> Path:

@@ -1,55 +1,69 @@
-"""Compiles the native LSTM op on first use, against the TensorFlow that is installed.
+"""Compiles the native LSTM op against the installed TensorFlow, for the widest vector unit that compiles.
 
-The library is cached under ``$XDG_CACHE_HOME/lstm_exp/native/<key>/`` (``~/.cache`` when unset),
-``<key>`` a hash of the source, the compile command, the TensorFlow version and this CPU, because
-``-march=native`` code only runs on the CPU that built it and a home directory may be shared by
-machines that differ. Processes that need it at the same time build it once: one holds an
-``fcntl`` lock while compiling to a temporary name and renames the result into place, and the
-others wait for the lock and then find the library.
+The flag sets are tried widest first (`flag_ladder`). Every one is ``-march=native`` less
+something, never more, so whatever compiles runs on this CPU:
 
-``CXX`` names the compiler (``g++`` by default); ``LSTM_EXP_NATIVE_DISABLE=1`` refuses to build
-or load, which makes the engine fall back.
+- ``-march=native``: everything the CPU has;
+- ``-mno-avx512fp16``: on CPUs with AVX512-FP16 (Intel since Sapphire Rapids) g++ 12 fails inside
+  TensorFlow's own Eigen header (``PacketMathFP16.h: expected initializer before '<'``); the kernel
+  uses no half precision, so this is still the AVX-512 build;
+- ``-mno-avx512f`` (AVX2), ``-mno-avx`` (SSE): should a header break at those widths too;
+- no ``-march`` at all: the compiler's baseline, for compilers that refuse ``-march=native``.
+
+Each flag set that fails is kept with its reason; the one that compiled is named by the vector
+unit it was compiled for (``avx512``, ``avx2``, ``avx``, ``portable``), read from the library's
+bytes (``lstm_exp_native_isa`` in ``lstm_kernel.cc``) so that no library is loaded to name it.
+``cache.py`` decides when to build and where the library lives. ``CXX`` names the compiler
+(``g++`` by default).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("lstm_kernel.cc")
 LIBRARY = "lstm_kernel.so"
-BUILD_TIMEOUT_S = 300  # one compile takes ~5-10 s; a wedged compiler must not hang a run
-LOCK_TIMEOUT_S = BUILD_TIMEOUT_S + 60  # a waiter outlives the builder's own timeout
-DISABLE_ENV = "LSTM_EXP_NATIVE_DISABLE"
-# The generic fallback also serves compilers or CPUs without -march=native.
-FLAG_SETS = (["-O3", "-march=native", "-ffp-contract=fast"], ["-O3", "-ffp-contract=fast"])
+BUILD_TIMEOUT_S = 300  # the whole ladder; one compile takes ~5-10 s, but a wedged one must not hang a run
+BASE_FLAGS = ("-O3", "-ffp-contract=fast")
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
+NATIVE = ("-march=native",)
+_ISA_MARK = re.compile(rb"lstm_exp_native_isa=(\w+)\0")
 
 
 class NativeBuildError(RuntimeError):
     """The native op could not be built or loaded here (no compiler, failed compile, disabled)."""
 
 
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/lstm_exp/native``, or ``~/.cache/lstm_exp/native``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lstm_exp" / "native"
+@dataclass(frozen=True)
+class Build:
+    """A compiled native op and how it came about.
+
+    Attributes:
+        path: The library.
+        isa: The vector unit it was compiled for: ``avx512``, ``avx2``, ``avx`` or ``portable``.
+        flags: The flag set that compiled it (``()`` is the compiler's baseline).
+        failures: ``"<flags>: <reason>"`` for each wider flag set that failed before it.
+    """
+
+    path: Path
+    isa: str
+    flags: tuple[str, ...]
+    failures: tuple[str, ...] = ()
 
 
-def _cpu_fingerprint() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    wanted = [line for line in lines if line.startswith(("model name", "flags"))][:2]
-    return platform.machine() + "|" + "|".join(wanted)
+def compiler() -> str:
+    """The path of ``$CXX`` (default ``g++``).
 
-
-def _compiler() -> str:
+    Raises:
+        NativeBuildError: it is not an executable on PATH.
+    """
     name = os.environ.get("CXX") or "g++"
     path = shutil.which(name)
     if path is None:
@@ -57,77 +71,83 @@ def _compiler() -> str:
     return path
 
 
-def _command(compiler: str, flags: list[str], output: Path) -> list[str]:
+def flag_ladder(arch: tuple[str, ...] = NATIVE, machine: str | None = None) -> list[tuple[str, ...]]:
+    """The flag sets to try, widest first (see the module's docstring).
+
+    Args:
+        arch: The target CPU: ``-march=native`` for this one; another (``("-march=znver3",)``, ...)
+            compiles for that CPU, to be run elsewhere.
+        machine: ``platform.machine()`` by default. The ``-mno-*`` steps are x86 options; other
+            machines try ``arch`` and then the baseline.
+    """
+    machine = (machine or platform.machine()).lower()
+    if machine not in X86_MACHINES:
+        return [arch, ()]
+    return [arch, (*arch, "-mno-avx512fp16"), (*arch, "-mno-avx512f"), (*arch, "-mno-avx"), ()]
+
+
+def compile_command(cxx: str, flags: tuple[str, ...], output: Path) -> list[str]:
+    """The command that compiles the op with ``flags`` into ``output``, against the installed TensorFlow."""
     import tensorflow as tf
 
-    return [compiler, "-shared", "-fPIC", *flags, *tf.sysconfig.get_compile_flags(),
+    return [cxx, "-shared", "-fPIC", *BASE_FLAGS, *flags, *tf.sysconfig.get_compile_flags(),
             str(SOURCE), "-o", str(output), *tf.sysconfig.get_link_flags()]
 
 
-def _key(compiler: str) -> str:
-    import tensorflow as tf
-
-    digest = hashlib.sha256(SOURCE.read_bytes())
-    for part in (compiler, repr(FLAG_SETS), tf.__version__, tf.sysconfig.get_lib(), _cpu_fingerprint()):
-        digest.update(b"\0" + part.encode())
-    return f"tf{tf.__version__}-{digest.hexdigest()[:16]}"
-
-
-def _lock(path: Path):
-    """An exclusive ``flock`` on ``path``, waited for at most LOCK_TIMEOUT_S."""
-    import fcntl  # POSIX only; elsewhere the ImportError makes the engine fall back
-
-    handle = open(path, "a+")  # noqa: SIM115 - held until the caller closes it
-    deadline = time.monotonic() + LOCK_TIMEOUT_S
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return handle
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                handle.close()
-                raise NativeBuildError(f"timed out after {LOCK_TIMEOUT_S} s waiting for {path}") from None
-            time.sleep(0.1)
-
-
-def _compile(compiler: str, target: Path) -> None:
-    errors = []
-    for flags in FLAG_SETS:
-        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            proc = subprocess.run(_command(compiler, flags, partial), capture_output=True, text=True,
-                                  timeout=BUILD_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            partial.unlink(missing_ok=True)
-            errors.append(str(err))
-            continue
-        if proc.returncode == 0:
-            os.replace(partial, target)  # atomic: a reader sees no library or a whole one
-            return
-        partial.unlink(missing_ok=True)
-        errors.append(proc.stderr.strip()[-2000:])
-    raise NativeBuildError("compiling the native LSTM op failed: " + " | ".join(errors))
-
-
-def library_path() -> Path:
-    """The built library for this TensorFlow and CPU, compiling it when not cached yet.
+def library_isa(data: bytes) -> str:
+    """The build's name, from the bytes of a library compiled from ``lstm_kernel.cc``.
 
     Raises:
-        NativeBuildError: disabled by ``LSTM_EXP_NATIVE_DISABLE``, no compiler, or a failed build.
+        NativeBuildError: the bytes carry no name (not our library, or a damaged one).
     """
-    if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
-        raise NativeBuildError(f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}")
-    compiler = _compiler()
-    folder = cache_root() / _key(compiler)
-    target = folder / LIBRARY
-    if target.exists():
-        return target
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = _lock(folder / ".lock")
-    except OSError as err:
-        raise NativeBuildError(f"cannot use the cache directory {folder}: {err}") from err
-    with handle:
-        if not target.exists():  # another process may have built it while this one waited
-            _compile(compiler, target)
-    return target
+    match = _ISA_MARK.search(data)
+    if match is None:
+        raise NativeBuildError("the library carries no lstm_exp_native_isa name")
+    return match.group(1).decode()
+
+
+def describe_flags(flags: tuple[str, ...]) -> str:
+    return " ".join(flags) or "no -march"
+
+
+def _reason(cxx: str, proc: subprocess.CompletedProcess) -> str:
+    """Why a compile failed, in one line: the compiler's first error, else its last line."""
+    lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+    if not lines:
+        return f"{cxx!r} exited with status {proc.returncode} and printed nothing"
+    # g++ prints the include trail first and the notes after; "error:" marks the cause.
+    cause = next((line for line in lines if re.search(r"\berror:", line)), lines[-1])
+    return f"{cxx!r} exited with status {proc.returncode}: {cause[:400]}"
+
+
+def compile_widest(cxx: str, target: Path, arch: tuple[str, ...] = NATIVE) -> Build:
+    """Compiles the op into ``target`` with the first flag set of `flag_ladder` that compiles.
+
+    The library is written under a temporary name and renamed into place, so a reader of
+    ``target`` sees no library or a whole one.
+
+    Raises:
+        NativeBuildError: no flag set compiled; the message gives each one's reason.
+    """
+    failures = []
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    for flags in flag_ladder(arch):
+        try:
+            proc = subprocess.run(compile_command(cxx, flags, partial), capture_output=True, text=True,
+                                  timeout=max(1.0, deadline - time.monotonic()))
+            reason = "" if proc.returncode == 0 else _reason(cxx, proc)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            reason = f"{type(err).__name__}: {err}"
+        if not reason:
+            try:
+                isa = library_isa(partial.read_bytes())
+            except (OSError, NativeBuildError) as err:
+                reason = str(err)
+        if reason:
+            partial.unlink(missing_ok=True)
+            failures.append(f"{describe_flags(flags)}: {reason}")
+            continue
+        os.replace(partial, target)  # atomic: a reader sees no library or a whole one
+        return Build(target, isa, flags, tuple(failures))
+    raise NativeBuildError("compiling the native LSTM op failed: " + " | ".join(failures))

@@ -12,33 +12,51 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
-from lstm_exp.compute.native.build import DISABLE_ENV, NativeBuildError, library_path
+from lstm_exp.compute.native import cpu
+from lstm_exp.compute.native.build import Build, NativeBuildError
+from lstm_exp.compute.native.cache import DISABLE_ENV, cached_build
+
+log = logging.getLogger(__name__)
 
 GATES = ("i", "f", "g", "o")
 
 
+@dataclass(frozen=True)
+class LoadedOp:
+    """The op module, the unit block width its U packing uses, and the build it came from."""
+
+    module: object
+    width: int
+    build: Build
+
+
 @functools.cache
 def _load_once(_env: tuple):
-    """(op module, block width) or the NativeBuildError, once per process and environment."""
+    """The `LoadedOp` or the NativeBuildError, once per process and environment."""
     try:
         import tensorflow as tf
 
-        path = library_path()
-        module = tf.load_op_library(str(path))
-        width = int(ctypes.CDLL(str(path)).lstm_exp_native_block_width())
+        built = cached_build()  # verified: a damaged library is never mapped
+        module = tf.load_op_library(str(built.path))
+        width = int(ctypes.CDLL(str(built.path)).lstm_exp_native_block_width())
     except NativeBuildError as err:
         return err
     except Exception as err:  # noqa: BLE001 - a broken load must fall back, whatever it raises
         return NativeBuildError(f"loading the native LSTM op failed: {type(err).__name__}: {err}")
-    return module, width
+    if cpu.narrower(built.isa, cpu.widest_isa()):
+        log.warning("the native LSTM op runs its %s build, narrower than this CPU's %s: %s", built.isa,
+                    cpu.widest_isa(), " | ".join(built.failures) or "the compiler chose it")
+    return LoadedOp(module, width, built)
 
 
-def load():
-    """The loaded op module and the unit block width its U packing uses.
+def load() -> LoadedOp:
+    """The loaded op, built (or found verified in the cache) on first use.
 
     Raises:
         NativeBuildError: the op cannot be built or loaded here.
@@ -91,7 +109,9 @@ class NativeLSTMStack:
     def __init__(self, weights, max_threads: int = 0, chunk_steps: int = 0):
         import tensorflow as tf
 
-        self._op, width = load()
+        loaded = load()
+        self._op, width = loaded.module, loaded.width
+        self.build = loaded.build.isa  # avx512, avx2, avx or portable: what this CPU runs
         self.max_threads = int(max_threads)
         self.chunk_steps = int(chunk_steps)
         num_layers = sum(key.endswith("/recurrent_kernel") for key in weights)

@@ -15,7 +15,7 @@
 // * W and U arrive packed as (Hp/W, K, 4, W): the 4 gate slices of one W-unit block are contiguous
 //   per k, so a tile streams one panel sequentially.
 // * GCC/Clang vector extensions at the native width: the same source compiles to AVX-512,
-//   AVX2/FMA or SSE, chosen by -march=native at build time.
+//   AVX2/FMA or SSE, chosen at build time by the widest flag set that compiles (build.py).
 
 #include <algorithm>
 #include <atomic>
@@ -31,15 +31,23 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/platform/threadpool.h"
 
+// LSTM_ISA names the build (the `lstm_exp.engine` tag says `native (avx512)` etc.).
 #if defined(__AVX512F__)
 #define LSTM_W 16     // floats per vector
 #define LSTM_ROWS 4   // 16 accumulators of 32 registers (6 rows, 24 accumulators, measured no faster)
+#define LSTM_ISA "avx512"
 #elif defined(__AVX__)
 #define LSTM_W 8
 #define LSTM_ROWS 3   // 12 accumulators of 16 registers; weights read as memory operands
+#if defined(__AVX2__)
+#define LSTM_ISA "avx2"
 #else
-#define LSTM_W 4
+#define LSTM_ISA "avx"
+#endif
+#else
+#define LSTM_W 4      // 16-byte vectors: SSE on x86-64, NEON on Arm
 #define LSTM_ROWS 3
+#define LSTM_ISA "portable"
 #endif
 
 namespace {
@@ -409,3 +417,8 @@ REGISTER_KERNEL_BUILDER(Name("LstmExpNativeLayer").Device(tensorflow::DEVICE_CPU
 
 // Read by Python (ctypes) to pack W, b and U in the layout this build expects.
 extern "C" int lstm_exp_native_block_width() { return W; }
+
+// The build's name, as bytes in the library: build.py reads it from the file it compiled, so it
+// names builds for other CPUs too (never loaded here) and a cached library before it is loaded.
+extern "C" __attribute__((used, visibility("default"))) const char lstm_exp_native_isa[] =
+    "lstm_exp_native_isa=" LSTM_ISA;

@@ -1,0 +1,178 @@
+"""The native op's build: the widest vector unit on every x86-64 generation in use, a cache that is
+verified before anything loads from it, and fallbacks whose log line says why.
+
+Real compiles (g++ against the installed TensorFlow) and real processes (`python -m lstm_exp.run`).
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from lstm_exp.compute.native import build, cache, cpu
+
+# -march target: the build it must get. sapphirerapids has AVX512-FP16, with which g++ 12 fails
+# inside TensorFlow's Eigen; the ladder's next step must still give it AVX-512. Zen 3 has no AVX-512.
+MATRIX = {"x86-64-v2": "portable", "x86-64-v3": "avx2", "x86-64-v4": "avx512",
+          "skylake-avx512": "avx512", "icelake-server": "avx512", "sapphirerapids": "avx512",
+          "znver3": "avx2", "znver4": "avx512"}
+# What `-march=native` passes on a Zen 4 with a g++ that does not know znver4 (before 12.3): the
+# nearest known CPU plus every extension it finds, AVX-512 (no FP16) included.
+ZEN4_FOR_OLDER_GCC = ("-march=znver3", "-mavx512f", "-mavx512cd", "-mavx512vl", "-mavx512bw",
+                      "-mavx512dq", "-mavx512ifma", "-mavx512vbmi", "-mavx512vbmi2", "-mavx512bitalg",
+                      "-mavx512vnni", "-mavx512vpopcntdq", "-mavx512bf16", "-mgfni", "-mvaes",
+                      "-mvpclmulqdq")
+ON_X86 = platform.machine().lower() in build.X86_MACHINES
+
+
+def _target(cxx: str, march: str) -> tuple[str, ...]:
+    """``-march=<march>``, or for Zen 4 what an older g++'s ``-march=native`` makes of it."""
+    probe = subprocess.run([cxx, f"-march={march}", "-E", "-x", "c++", "-", "-o", os.devnull],
+                           input="", capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0 and march == "znver4":
+        return ZEN4_FOR_OLDER_GCC
+    return (f"-march={march}",)
+
+
+def test_every_flag_set_is_native_less_something():
+    """Whatever compiles runs here: no flag set asks for more than -march=native gives."""
+    for machine in ("x86_64", "aarch64"):
+        ladder = build.flag_ladder(machine=machine)
+        assert ladder[0] == ("-march=native",) and ladder[-1] == ()
+        for flags in ladder[1:-1]:
+            assert flags[0] == "-march=native" and all(f.startswith("-mno-") for f in flags[1:])
+    assert build.flag_ladder(machine="aarch64") == [("-march=native",), ()]  # no x86 options on Arm
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ON_X86 or shutil.which("g++") is None, reason="needs g++ targeting x86-64")
+def test_compile_matrix_builds_the_widest_vector_unit_of_each_target(tmp_path):
+    """Compiles only (the libraries are for other CPUs): each target's build and its name."""
+    cxx = build.compiler()
+
+    targets = {march: _target(cxx, march) for march in MATRIX}
+
+    def compile_for(march):
+        folder = tmp_path / march
+        folder.mkdir()
+        try:
+            return build.compile_widest(cxx, folder / build.LIBRARY, targets[march])
+        except build.NativeBuildError as err:
+            return err
+
+    with ThreadPoolExecutor(2) as pool:  # two compiles at a time: ~1 min on 2 cores
+        built = dict(zip(MATRIX, pool.map(compile_for, MATRIX), strict=True))
+    got = {march: b.isa if isinstance(b, build.Build) else f"failed: {b}" for march, b in built.items()}
+    assert got == MATRIX
+    for march, b in built.items():
+        ladder = build.flag_ladder(targets[march])
+        assert b.flags in ladder[:-1] and b.path.is_file()  # built for the target, not the baseline
+        assert len(b.failures) == ladder.index(b.flags)  # one reason per wider flag set
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory):
+    """A compiler wrapper and a cache holding a good build of the op, made by one real run, with a
+    pristine copy of that cache. The wrapper's path is part of the cache key, so every test uses
+    this one; a file named `refuse` beside it makes it fail."""
+    root = tmp_path_factory.mktemp("native-cache")
+    compiler = root / "c++"
+    compiler.write_text(f'#!/bin/sh\n[ -e "{root}/refuse" ] && exit 1\nexec g++ "$@"\n')
+    compiler.chmod(0o755)
+    proc = run_cli("model=stacked", "tracking.enabled=false", cwd=root, env=_env(root))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copytree(root / "cache", root / "pristine")
+    return root
+
+
+@pytest.fixture
+def cached_library(built_cache):
+    """The cache as the build left it (restored for every test); returns its library."""
+    shutil.rmtree(built_cache / "cache")
+    shutil.copytree(built_cache / "pristine", built_cache / "cache")
+    (built_cache / "refuse").unlink(missing_ok=True)
+    (library,) = (built_cache / "cache").glob(f"lstm_exp/native/*/{build.LIBRARY}")
+    assert _verified(library)
+    return library
+
+
+def _env(root: Path) -> dict:
+    return {"XDG_CACHE_HOME": str(root / "cache"), "CXX": str(root / "c++"), cache.DISABLE_ENV: ""}
+
+
+def _verified(library: Path) -> bool:
+    record = json.loads(library.with_name(cache.RECORD).read_text())
+    return hashlib.sha256(library.read_bytes()).hexdigest() == record["sha256"]
+
+
+def _log(proc) -> list[str]:
+    """The lines a run logged (Hydra's console handler writes them to stdout or stderr)."""
+    return (proc.stdout + proc.stderr).splitlines()
+
+
+DAMAGES = ("truncated library", "overwritten library", "garbage record", "missing record")
+
+
+def _corrupt(library: Path, damage: str) -> None:
+    if damage == "truncated library":  # a full disk, an interrupted copy: mapped, it raised SIGBUS
+        library.write_bytes(library.read_bytes()[: library.stat().st_size // 2])
+    elif damage == "overwritten library":  # same size, other bytes
+        data = bytearray(library.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 4096] = bytes(4096)
+        library.write_bytes(bytes(data))
+    elif damage == "garbage record":
+        library.with_name(cache.RECORD).write_text("{not json")
+    elif damage == "missing record":
+        library.with_name(cache.RECORD).unlink()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated library", "garbage record"])
+def test_a_damaged_cache_entry_is_rebuilt_with_one_log_line(built_cache, cached_library, tmp_path, damage):
+    _corrupt(cached_library, damage)
+    proc = run_cli("model=stacked", "tracking.enabled=false", cwd=tmp_path, env=_env(built_cache))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"engine=native ({cpu.widest_isa()})" in proc.stdout
+    lines = [line for line in _log(proc) if "is damaged" in line]
+    assert len(lines) == 1 and f"{cached_library}" in lines[0], proc.stderr[-3000:]
+    assert _verified(cached_library)  # rebuilt in place
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_every_damage_is_found_before_loading(cached_library, damage):
+    """What the runs above rely on, for each kind of damage (no run: nothing is rebuilt)."""
+    _corrupt(cached_library, damage)
+    found, reason = cache.check_entry(cached_library)
+    assert found is None and reason
+
+
+@pytest.mark.slow
+def test_a_damaged_entry_that_cannot_be_rebuilt_falls_back(built_cache, cached_library, tmp_path):
+    _corrupt(cached_library, "truncated library")
+    (built_cache / "refuse").touch()
+    proc = run_cli("model=stacked", "tracking.enabled=false", cwd=tmp_path, env=_env(built_cache))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "engine=keras" in proc.stdout  # what `auto` takes at this size without native
+    assert len([line for line in _log(proc) if "is damaged" in line]) == 1
+    (unavailable,) = [line for line in _log(proc) if "native LSTM engine unavailable" in line]
+    assert f"'{built_cache / 'c++'}' exited with status 1 and printed nothing" in unavailable
+
+
+@pytest.mark.slow
+def test_a_fallback_says_why_each_flag_set_failed(tmp_path):
+    proc = run_cli("model=stacked", "tracking.enabled=false", "model.implementation=native", cwd=tmp_path,
+                   env={"XDG_CACHE_HOME": str(tmp_path / "cache"), "CXX": "/bin/false",
+                        cache.DISABLE_ENV: ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "engine=fused" in proc.stdout
+    (line,) = [line for line in _log(proc) if "native LSTM engine unavailable" in line]
+    for flags in build.flag_ladder():
+        assert f"{build.describe_flags(flags)}: '/bin/false' exited with status 1 and printed nothing" in line
