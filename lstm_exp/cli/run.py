@@ -24,6 +24,7 @@ import lstm_exp  # noqa: F401  (sets TensorFlow's log level before anything impo
 from lstm_exp import errors
 from lstm_exp.cli import handover
 from lstm_exp.cli.job import failure_outcome, run_job
+from lstm_exp.cli.options import check_utf8
 from lstm_exp.cli.report import progress_line
 from lstm_exp.cli.sweep import PARENT_ENV, SIZE_ENV
 from lstm_exp.config.compose import CONFIG_DIR
@@ -123,6 +124,7 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's printer
     handover.take()  # nothing from an earlier call in this process (tests, notebooks)
     try:
+        check_utf8(sys.argv[1:])  # Hydra's lexer would refuse such bytes without naming the key
         _hydra_task()
         result = handover.take()
         if isinstance(result, BaseException):
