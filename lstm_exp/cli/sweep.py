@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from lstm_exp.cli.handover import hand_over
 from lstm_exp.cli.job import JobOutcome
 from lstm_exp.cli.report import format_sweep_table, job_overrides, sweep_counts
+from lstm_exp.config.launcher_validate import validate_launcher
 
 PARENT_ENV = "LSTM_EXP_PARENT_RUN"  # the parent run id, for the jobs
 SIZE_ENV = "LSTM_EXP_SWEEP_SIZE"  # how many jobs the sweep has, for their progress lines
@@ -26,6 +27,7 @@ ORPHAN_REASON = "the job ended without ending its run (its process was killed or
 def run_sweep(sweeper, arguments: list[str]) -> list:
     """Hydra's basic sweep, inside the parent run; hands the sweep's exit status to `main`."""
     config = sweeper.config
+    validate_launcher(config.hydra.launcher)  # before the parent run: a refusal leaves nothing behind
     parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
     overrides = parser.parse_overrides([*sweeper._parse_config(), *arguments])
     sweeper.overrides = sweeper.split_arguments(overrides, sweeper.max_batch_size)
