@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lstm_exp.cli.options import OneLineParser, check_utf8, output_file
+from lstm_exp.cli.options import OneLineParser, check_utf8, output_file, store_uri
 from lstm_exp.compute.array_diff import difference, read_arrays
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.runs import download, find_run, open_store, search
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(args.runs) not in (0, 2):
             parser.error(f"give two runs to compare, or none to list runs (got {len(args.runs)})")
         plot = output_file("--plot", args.plot, PLOT_EXTENSIONS)
-        client, _ = open_store(args.tracking_uri)
+        client, _ = open_store(store_uri("--tracking-uri", args.tracking_uri))
         if args.runs:
             runs = [find_run(client, ref) for ref in args.runs]
             print(compare_two(client, *runs))

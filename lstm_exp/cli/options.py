@@ -10,7 +10,9 @@ raised before a store is opened or a file written:
 - `output_file`: an output file's folder must exist and its extension must be one the writer keeps
   as given, so that the path printed is the file written (`np.savez` appends `.npz` to any other
   name, matplotlib `.png` to a name without one);
-- `finite_number`: `float()` takes `nan`, `inf` and `1e999`; these are refused here.
+- `finite_number`: `float()` takes `nan`, `inf` and `1e999`; these are refused here;
+- `store_uri`: `--tracking-uri` gets the checks of `tracking.uri` (a bare path would otherwise reach
+  MLflow's retired file store and its traceback).
 """
 
 import argparse
@@ -19,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 
+from lstm_exp.config.store_checks import check_store_uri
 from lstm_exp.errors import ConfigError
 
 
@@ -90,3 +93,13 @@ def finite_number(option: str, value: float | None, low: float, high: float) -> 
     if not (math.isfinite(value) and low <= value <= high):
         raise ConfigError(option, value, f"a finite number from {low:g} to {high:g}")
     return value
+
+
+def store_uri(option: str, uri: str | None) -> str | None:
+    """`uri` when `tracking.uri` would accept it (see `config/store_checks.py`), named as `option`."""
+    if uri is not None:
+        try:
+            check_store_uri(uri)
+        except ConfigError as error:
+            raise ConfigError(option, uri, error.allowed) from None
+    return uri

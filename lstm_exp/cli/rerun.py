@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lstm_exp.cli.options import OneLineParser, check_utf8
+from lstm_exp.cli.options import OneLineParser, check_utf8, store_uri
 from lstm_exp.compute.array_diff import difference, read_arrays
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.runs import download, find_run, open_store
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         check_utf8(argv)
         args = build_parser().parse_args(argv)
-        run_id, rows = rerun(args.run_id, args.tracking_uri)
+        run_id, rows = rerun(args.run_id, store_uri("--tracking-uri", args.tracking_uri))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from lstm_exp.cli.options import OneLineParser, check_utf8, finite_number, output_file
+from lstm_exp.cli.options import OneLineParser, check_utf8, finite_number, output_file, store_uri
 from lstm_exp.compute.layouts import to_layout
 from lstm_exp.compute.weights import check_weights, read_npz
 from lstm_exp.config.validate import FLOAT32_MAX, validate_model
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         args = build_parser().parse_args(argv)
         out = output_file("--out", args.out, (".npz",))
         forget_bias = finite_number("--forget-bias", args.forget_bias, -FLOAT32_MAX, FLOAT32_MAX)
-        path = export_run(args.run_id, args.layout, out, args.tracking_uri, forget_bias)
+        uri = store_uri("--tracking-uri", args.tracking_uri)
+        path = export_run(args.run_id, args.layout, out, uri, forget_bias)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

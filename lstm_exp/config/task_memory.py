@@ -4,9 +4,10 @@
 An upper bound, in bytes, of what training adds to the process (TensorFlow's own ~0.6 GB aside):
 
 - the data sets kept for training: x and y of both splits, float32 (copy's y: int32);
-- drawing a split (`compute/tasks.py`): NumPy draws in float64 and the float32 copy; the largest,
-  flipflop, holds ~33 bytes per input value at its peak (signs, pulses, x, the index of each step's
-  last pulse and y, in float64 and int64): counted as `DRAW_BYTES` per input value of the larger split;
+- drawing a split (`compute/tasks.py`): NumPy draws in float64 and the float32 copy, at most
+  `DRAW_BYTES[task]` per input value of the larger split (flipflop's peak is ~33: signs, pulses, x,
+  the index of each step's last pulse and y, in float64 and int64; copy's ~12: the one-hot float64
+  and its float32 copy);
 - the activations TensorFlow keeps for the gradient of one batch (or of one validation chunk,
   whichever is larger): per sequence, step, layer and direction, `ACTIVATION_FLOATS` floats per unit
   (gate pre-activations, gates, c, tanh c, h and their gradients) plus the layer's input;
@@ -18,7 +19,7 @@ Measured against a real run's peak RSS in the README ("Training on synthetic tas
 from lstm_exp.config.validate import ModelSpec
 from lstm_exp.errors import ConfigError
 
-DRAW_BYTES = 40  # per input value of the split being drawn; flipflop's peak is ~33 (see above)
+DRAW_BYTES = {"adding": 24, "copy": 16, "flipflop": 40, "sine": 24}  # per input value (see above)
 ACTIVATION_FLOATS = 32  # per unit, sequence, step, layer and direction kept for the backward pass
 EVAL_CHUNK = 1024  # validation sequences per forward call (`compute/training.py`)
 
@@ -45,7 +46,7 @@ def training_bytes(task, spec: ModelSpec) -> int:
     targets = steps if task.name != "adding" else 1
     target_width = output_width(task) if task.name in ("flipflop", "sine") else 1
     kept = 4 * sequences * (steps * features + targets * target_width)
-    drawing = DRAW_BYTES * max(task.train_size, task.val_size) * steps * features
+    drawing = DRAW_BYTES[task.name] * max(task.train_size, task.val_size) * steps * features
     rows = max(task.batch_size, min(EVAL_CHUNK, task.val_size))
     activations, weights, fan_in = 0, 0, features
     for k, units in enumerate(spec.units):
