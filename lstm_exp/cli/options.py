@@ -32,6 +32,13 @@ class OneLineParser(argparse.ArgumentParser):
         print(f"error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
+    def parse_args(self, args=None, namespace=None):
+        for argument in sys.argv[1:] if args is None else args:
+            # argparse (before Python 3.13) turns `--filter=--` into an empty list, not the text `--`.
+            if re.fullmatch(r"-[^=]+=--", argument):
+                self.error(f"argument {argument.split('=')[0]}: '--' cannot be a value")
+        return super().parse_args(args, namespace)
+
 
 def check_utf8(argv: list[str]) -> None:
     """Refuses an argument that is not valid UTF-8 (a file name of other bytes, say).
