@@ -324,3 +324,26 @@ def test_the_training_estimate_covers_the_default_tasks():
     for task in ("adding", "copy", "flipflop", "sine"):
         cfg = lstm_exp.compose("tracking.enabled=false", f"task={task}")
         assert 0 < training_bytes(cfg.task, validate_model(cfg.model)) < 8 * 2**30  # the default limit
+
+
+def _peak_mib(tmp_path, overrides: list[str]) -> float:
+    args = ["tracking.enabled=false", "task.epochs=1", *overrides]
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=CLI_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stderr.strip().splitlines()[-1]) / 1024
+
+
+@pytest.mark.slow
+def test_the_training_estimate_is_above_the_memory_a_real_run_takes(tmp_path):
+    from lstm_exp.config.task_memory import training_bytes
+    from lstm_exp.config.validate import validate_model
+
+    sizes = ["task=flipflop", "task.timesteps=100", "task.batch_size=1024", "model.units=[4]"]
+    tiny = _peak_mib(tmp_path, [*sizes, "task.train_size=1024", "task.val_size=64"])
+    large = [*sizes, "task.train_size=50000", "task.val_size=1000"]
+    added = _peak_mib(tmp_path, large) - tiny
+    cfg = lstm_exp.compose("tracking.enabled=false", *large)
+    estimate = training_bytes(cfg.task, validate_model(cfg.model)) / 2**20
+    assert added > 100, added  # the data did show up in the run's memory
+    assert estimate >= added, f"estimate {estimate:.0f} MiB; the run took {added:.0f} MiB over a tiny one"
