@@ -293,9 +293,15 @@ def test_generated_launcher_settings_pass_only_within_range(name, data):
 
 
 # -- training data against run.max_memory_gb ------------------------------------------------------------
+# Runs the CLI as its only child (killed after CLI_TIMEOUT s, so that a regression leaves no run behind)
+# and prints that child's peak RSS in KiB as the last line of stderr.
 MEASURE = (
-    "import os, resource, subprocess, sys\n"
-    "status = subprocess.call([sys.executable, '-m', 'lstm_exp.run', *sys.argv[1:]])\n"
+    "import resource, subprocess, sys\n"
+    "try:\n"
+    "    status = subprocess.run([sys.executable, '-m', 'lstm_exp.run', *sys.argv[1:]],\n"
+    f"                            timeout={CLI_TIMEOUT}).returncode\n"
+    "except subprocess.TimeoutExpired:\n"
+    "    status = 124\n"
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
     "sys.exit(status)\n"
 )
@@ -308,7 +314,7 @@ MEASURE = (
 ])
 def test_training_larger_than_max_memory_is_refused_before_drawing(tmp_path, overrides):
     proc = subprocess.run([sys.executable, "-c", MEASURE, "tracking.enabled=false", *overrides], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=CLI_TIMEOUT)
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT + 60)
     *lines, peak_kib = proc.stderr.strip().splitlines()
     check_one_line(proc.returncode, "\n".join(lines), allowed=(2,))
     refusal = "error: task.train_size must be a size whose training fits in run.max_memory_gb"
@@ -329,7 +335,7 @@ def test_the_training_estimate_covers_the_default_tasks():
 def _peak_mib(tmp_path, overrides: list[str]) -> float:
     args = ["tracking.enabled=false", "task.epochs=1", *overrides]
     proc = subprocess.run([sys.executable, "-c", MEASURE, *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=CLI_TIMEOUT)
+                          text=True, timeout=CLI_TIMEOUT + 60)
     assert proc.returncode == 0, proc.stderr
     return int(proc.stderr.strip().splitlines()[-1]) / 1024
 
