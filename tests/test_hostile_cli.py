@@ -43,7 +43,9 @@ STRATEGIES = {
     "weights": {"export:run_id": RUN_REFS, "export:--layout": None, "export:--out": OUT_FILES,
                 "export:--tracking-uri": ANYTHING, "export:--forget-bias": None},
     "run": {"overrides": st.just([]), "--help": None, "--hydra-help": None, "--version": None, "--cfg": None,
-            "--resolve": None, "--package": st.sampled_from(["_global_", "model", "hydra", "", "é"]),
+            "--resolve": None, "--package": st.one_of(
+                st.sampled_from(["_global_", "model", "model.units", "hydra", "hydra.launcher", "[", ".."]),
+                ANYTHING),
             "--run": None, "--multirun": None, "--shell-completion": None, "--config-path": ANYTHING,
             "--config-name": ANYTHING, "--config-dir": ANYTHING, "--experimental-rerun": ANYTHING,
             "--info": None},

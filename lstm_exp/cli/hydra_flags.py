@@ -46,8 +46,31 @@ def check_flags(argv: list[str]) -> None:
         raise ConfigError("--resolve", True, "used with --cfg or --help")
     if args.package is not None and not args.cfg:
         raise ConfigError("--package", args.package, "used with --cfg")
+    if args.cfg and args.package not in (None, "_global_") and not (
+        args.config_path or args.config_name or args.config_dir or args.multirun
+    ):
+        _check_package(args.package, args.cfg, args.overrides)
     if args.shell_completion:
         chosen = [o for o in args.overrides if o.split("=")[0] in COMPLETION_COMMANDS]
         if len(chosen) != 1:
             raise ConfigError("--shell-completion", " ".join(args.overrides),
                               "one of " + ", ".join(f"{c}=SHELL" for c in COMPLETION_COMMANDS))
+
+
+def _check_package(package: str, cfg: str, overrides: list[str]) -> None:
+    """`--package` names a node of what `--cfg` prints (Hydra itself would exit 1 for one it lacks)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from lstm_exp.config.compose import compose
+
+    composed = compose(*overrides, return_hydra_config=cfg != "job")
+    if cfg == "hydra":
+        composed = OmegaConf.create({"hydra": composed.hydra})
+    try:
+        found = OmegaConf.select(composed, package)
+    except (OmegaConfBaseException, IndexError, ValueError):  # a package that is no dotted key at all
+        found = None
+    if found is None:
+        allowed = f"a key of the config --cfg {cfg} prints, e.g. " + ", ".join(sorted(composed)[:6])
+        raise ConfigError("--package", package, allowed)
