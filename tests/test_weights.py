@@ -182,6 +182,6 @@ def test_export_cli_bad_run_id(recorded_run):
                    cwd=store, module="lstm_exp.weights")
     assert proc.returncode == 2
     lines = error_lines(proc)
-    assert len(lines) == 1 and lines[0].startswith("error: RUN_ID must be a run that logged"), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: RUN_ID must be the id of a run"), proc.stderr
     assert "no-such-run" in lines[0]
     assert not (store / "weights_torch.npz").exists()

@@ -20,8 +20,10 @@ class LstmExpSlurmLauncher(SlurmLauncher):
 
     def __init__(self, lost_job_grace_s: float = 60, poll_s: float = 5, **params: Any) -> None:
         super().__init__(**params)
-        self.lost_job_grace_s = float(lost_job_grace_s)
-        self.poll_s = float(poll_s)
+        # Kept as given: `lstm_exp.config.launcher_validate` checks them before the sweep starts, and
+        # names the key, which a conversion failing here could not.
+        self.lost_job_grace_s = lost_job_grace_s
+        self.poll_s = poll_s
 
     def launch(self, job_overrides, initial_job_idx: int) -> list:
         from lstm_exp.cli.slurm_launcher import launch

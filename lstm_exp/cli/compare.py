@@ -15,11 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lstm_exp.cli.options import OneLineParser, check_utf8, output_file, store_uri
 from lstm_exp.compute.array_diff import difference, read_arrays
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.runs import download, find_run, open_store, search
 
 _H_NORM = re.compile(r"layer_(\d+)\.h_norm")
+# Formats matplotlib writes without extra software, each kept under the name given (PGF needs LaTeX).
+PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".eps", ".jpg", ".jpeg")
 
 
 def _norms(metrics: dict[str, float], part: str) -> str:
@@ -141,33 +144,48 @@ def plot_h_norms(client, runs: list, path: Path) -> Path:
     labels = [f"{runs[i].info.run_id[:8]} {(runs[i].info.run_name or '')[:70]}" for i in shown]
     handles = [plt.Line2D([], [], marker="o", color=f"C{i % 10}") for i in shown]
     fig.legend(handles, labels, loc="outside lower center", fontsize="small", frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as error:
+        allowed = f"a file that can be written here ({error.strerror})"
+        raise ConfigError("--plot", str(path), allowed) from None
+    finally:
+        plt.close(fig)
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The command line; exit 2 with one line on a bad filter, run, experiment or store."""
-    parser = argparse.ArgumentParser(prog="python -m lstm_exp.compare", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m lstm_exp.compare`."""
+    parser = OneLineParser(prog="python -m lstm_exp.compare", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="*", metavar="RUN", help="two runs to compare; none: list runs")
     parser.add_argument("--experiment", default="lstm_exp", help="runs listed from it (lstm_exp)")
     parser.add_argument("--filter", default="", help="MLflow search filter, e.g. params.model.cell = 'gru'")
     parser.add_argument("--tracking-uri", default=None, help="default: sqlite:///$PWD/mlflow.db")
-    parser.add_argument("--plot", type=Path, default=None, help="save the runs' h norms over time here")
-    args = parser.parse_args(argv)
-    if len(args.runs) not in (0, 2):
-        parser.error(f"give two runs to compare, or none to list runs (got {len(args.runs)})")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="save the runs' h norms over time here: a .png, .pdf, .svg, .eps or .jpg "
+                        "file in an existing folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line; exit 2 with one line on a bad option, filter, run, experiment or store."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
     try:
-        client, _ = open_store(args.tracking_uri)
+        check_utf8(argv)
+        args = parser.parse_args(argv)
+        if len(args.runs) not in (0, 2):
+            parser.error(f"give two runs to compare, or none to list runs (got {len(args.runs)})")
+        plot = output_file("--plot", args.plot, PLOT_EXTENSIONS)
+        client, _ = open_store(store_uri("--tracking-uri", args.tracking_uri))
         if args.runs:
             runs = [find_run(client, ref) for ref in args.runs]
             print(compare_two(client, *runs))
         else:
             runs = search(client, args.experiment, args.filter)
             print(format_table([table_row(client, r) for r in runs]) if runs else "no runs match")
-        if args.plot:
-            print(f"plot: {plot_h_norms(client, runs, args.plot)}")
+        if plot:
+            print(f"plot: {plot_h_norms(client, runs, plot)}")
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lstm_exp.cli.options import OneLineParser, check_utf8, store_uri
 from lstm_exp.compute.array_diff import difference, read_arrays
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.runs import download, find_run, open_store
@@ -77,14 +78,21 @@ def rerun(run_ref: str, tracking_uri: str | None) -> tuple[str, list[tuple[str, 
     return run_id, rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The command line: the per-array report, then exit 0 (all identical), 1 (a difference) or 2."""
-    parser = argparse.ArgumentParser(prog="python -m lstm_exp.rerun", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m lstm_exp.rerun`."""
+    parser = OneLineParser(prog="python -m lstm_exp.rerun", description=__doc__.split("\n")[0])
     parser.add_argument("run_id", metavar="RUN_ID", help="the run's id (or a unique prefix of it)")
     parser.add_argument("--tracking-uri", default=None, help="default: sqlite:///$PWD/mlflow.db")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line: the per-array report, then exit 0 (all identical), 1 (a difference) or 2."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        run_id, rows = rerun(args.run_id, args.tracking_uri)
+        check_utf8(argv)
+        args = build_parser().parse_args(argv)
+        run_id, rows = rerun(args.run_id, store_uri("--tracking-uri", args.tracking_uri))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -24,7 +24,9 @@ from omegaconf import DictConfig
 import lstm_exp  # noqa: F401  (sets TensorFlow's log level before anything imports it)
 from lstm_exp import errors
 from lstm_exp.cli import handover
+from lstm_exp.cli.hydra_flags import check_flags
 from lstm_exp.cli.job import failure_outcome, run_job
+from lstm_exp.cli.options import check_utf8
 from lstm_exp.cli.output_dirs import output_dir_error
 from lstm_exp.cli.plugins import register_plugins
 from lstm_exp.cli.report import progress_line
@@ -128,6 +130,8 @@ def main() -> None:
     handover.take()  # nothing from an earlier call in this process (tests, notebooks)
     register_plugins()  # before Hydra looks for them: its own scan misses them in an editable install
     try:
+        check_utf8(sys.argv[1:])  # Hydra's lexer would refuse such bytes without naming the key
+        check_flags(sys.argv[1:])
         _hydra_task()
         result = handover.take()
         if isinstance(result, BaseException):

@@ -19,6 +19,7 @@ from lstm_exp.cli.job import JobOutcome
 from lstm_exp.cli.output_dirs import check_output_dir
 from lstm_exp.cli.report import format_sweep_table, job_overrides, sweep_counts
 from lstm_exp.cli.sweep_grid import job_batches, params_overrides
+from lstm_exp.config.launcher_validate import validate_launcher
 from lstm_exp.record.run_record import signals_kept
 
 PARENT_ENV = "LSTM_EXP_PARENT_RUN"  # the parent run id, for the jobs
@@ -29,6 +30,7 @@ ORPHAN_REASON = "the job ended without ending its run (its process was killed or
 def run_sweep(sweeper, arguments: list[str]) -> list:
     """The grid's jobs, inside the parent run; hands the sweep's exit status to `main`."""
     config = sweeper.config
+    validate_launcher(config.hydra.launcher)  # before the parent run: a refusal leaves nothing behind
     parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
     overrides = parser.parse_overrides([*params_overrides(sweeper.params), *arguments])
     batches = job_batches(overrides, sweeper.max_batch_size)

@@ -21,6 +21,7 @@ from lstm_exp.compute.tasks import held_out
 from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
 from lstm_exp.compute.training import TrainResult, train  # TensorFlow is imported only when it trains
 from lstm_exp.compute.weights import load_weights
+from lstm_exp.config.task_memory import check_training_memory
 from lstm_exp.config.task_validate import validate_task
 from lstm_exp.config.validate import (
     ModelSpec,
@@ -89,6 +90,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     validate_run_settings(cfg.run)
     validate_tracking(cfg.tracking)
     validate_task(cfg.task, spec)
+    if cfg.task.name != "none":  # refuse before any data is drawn
+        check_training_memory(cfg.task, spec, cfg.run.max_memory_gb)
     planned = planned_shape(cfg.input) if cfg.task.name == "none" else None
     if planned:  # refuse before allocating
         _check_memory(cfg, spec, planned, one_step=False)

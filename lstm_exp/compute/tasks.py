@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lstm_exp.config.task_memory import input_width, output_width
+
 TASKS = ("adding", "copy", "flipflop", "sine")
 SINE_FREQUENCIES = (0.01, 0.1)  # cycles per step: from a few cycles per sequence to ten steps per cycle
 HELD_OUT = 8  # sequences the runner passes forward and analyses after training
@@ -45,13 +47,13 @@ class TaskData:
 
 
 def features(task) -> int:
-    """F, the input size a task feeds the first layer."""
-    return {"adding": 2, "copy": task.symbols + 2, "flipflop": 3, "sine": 1}[task.name]
+    """F, the input size a task feeds the first layer (the memory estimate's, so they cannot part)."""
+    return input_width(task)
 
 
 def outputs(task) -> int:
     """Size of the readout: values for MSE tasks, classes (symbols and blank) for copy."""
-    return {"adding": 1, "copy": task.symbols + 1, "flipflop": 3, "sine": 1}[task.name]
+    return output_width(task)
 
 
 def _adding(rng, n, steps):

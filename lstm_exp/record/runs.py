@@ -9,6 +9,7 @@ from lstm_exp.record.store import default_store_uri
 
 OPEN_TIMEOUT_S = 15  # bound on reaching a server or a database
 MAX_RUNS = 1000  # rows listed; a store with more wants a --filter
+SHOWN_MATCHES = 5  # run ids an ambiguous prefix's error lists
 _LITERAL = re.compile(r"""('[^']*'|"[^"]*"|`[^`]*`)""")  # quoted strings and quoted names
 _DOTTED = re.compile(r"\b(params?|metrics?|tags?)\.([A-Za-z_][\w.]*\w)")
 
@@ -54,9 +55,12 @@ def find_run(client, ref: str, key: str = "RUN"):
     matches = []
     if re.fullmatch(r"[0-9a-f]{1,31}", ref):
         experiments = [e.experiment_id for e in client.search_experiments()]
-        matches = client.search_runs(experiments, f"attributes.run_id LIKE '{ref}%'", max_results=2)
+        matches = client.search_runs(experiments, f"attributes.run_id LIKE '{ref}%'",
+                                     max_results=SHOWN_MATCHES + 1)
     if len(matches) != 1:
-        found = "several runs start with it" if matches else "no run has it"
+        ids = [run.info.run_id for run in matches[:SHOWN_MATCHES]]
+        found = (f"it starts {', '.join(ids)}{' and more' if len(matches) > SHOWN_MATCHES else ''}"
+                 if matches else "no run has it")
         raise ConfigError(key, ref, f"the id of a run, or a unique prefix of one ({found})")
     return matches[0]
 
