@@ -18,11 +18,10 @@ import logging
 import os
 import signal
 import time
-from pathlib import Path
 
 from hydra.core.utils import JobReturn
-from omegaconf import OmegaConf
 
+from lstm_exp.cli.submitit_array import submit_array
 from lstm_exp.record.run_record import Terminated
 
 log = logging.getLogger(__name__)
@@ -40,27 +39,7 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         job_overrides: each job's overrides.
         initial_job_idx: the number of the batch's first job.
     """
-    import submitit
-    from hydra.core.singleton import Singleton
-    from hydra.core.utils import filter_overrides
-    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-    params = dict(launcher.params)
-    executor = submitit.AutoExecutor(cluster="local", folder=params.pop("submitit_folder"))
-    queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{k if k in queue_keys else f"local_{k}": v for k, v in params.items()})
-    sweep = launcher.config.hydra.sweep
-    Path(str(sweep.dir)).mkdir(parents=True, exist_ok=True)
-    if "mode" in sweep:
-        Path(str(sweep.dir)).chmod(int(str(sweep.mode), 8))
-    log.info("Submitit 'local' sweep output dir : %s", sweep.dir)
-    overrides = [list(o) for o in job_overrides]
-    numbers = [initial_job_idx + i for i in range(len(overrides))]
-    for number, job in zip(numbers, overrides, strict=True):
-        log.info("\t#%d : %s", number, " ".join(filter_overrides(job)))
-    count = len(numbers)
-    jobs = executor.map_array(launcher, overrides, ["hydra.sweep.dir"] * count, numbers,
-                              [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * count)
+    jobs = submit_array(launcher, job_overrides, initial_job_idx, "local")
     try:
         return [job.results()[0] for job in jobs]
     except (KeyboardInterrupt, Terminated):  # the sweep is stopped: so are its jobs

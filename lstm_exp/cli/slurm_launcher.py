@@ -23,6 +23,7 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf, open_dict
 
+from lstm_exp.cli.submitit_array import submit_array
 from lstm_exp.record.run_record import Terminated
 
 log = logging.getLogger(__name__)
@@ -45,28 +46,10 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         job_overrides: each job's overrides.
         initial_job_idx: the number of the batch's first job.
     """
-    import submitit
-    from hydra.core.singleton import Singleton
-    from hydra.core.utils import filter_overrides
-    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-
-    params = dict(launcher.params)
-    executor = submitit.AutoExecutor(cluster="slurm", folder=params.pop("submitit_folder"),
-                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
-    queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
-    executor.update_parameters(**{k if k in queue_keys else f"slurm_{k}": v for k, v in params.items()})
-    sweep = launcher.config.hydra.sweep
-    Path(str(sweep.dir)).mkdir(parents=True, exist_ok=True)
-    if "mode" in sweep:
-        Path(str(sweep.dir)).chmod(int(str(sweep.mode), 8))
-    log.info("Slurm sweep output dir: %s", sweep.dir)
+    jobs = submit_array(launcher, job_overrides, initial_job_idx, "slurm",
+                        slurm_max_num_timeout=launcher.params["max_num_timeout"])
     overrides = [list(o) for o in job_overrides]
     numbers = [initial_job_idx + i for i in range(len(overrides))]
-    for number, job in zip(numbers, overrides, strict=True):
-        log.info("\t#%d : %s", number, " ".join(filter_overrides(job)))
-    count = len(numbers)
-    jobs = executor.map_array(launcher, overrides, ["hydra.sweep.dir"] * count, numbers,
-                              [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * count)
     try:
         return _wait(launcher, jobs, overrides, numbers)
     except (KeyboardInterrupt, Terminated):  # the sweep is stopped: so are its jobs
