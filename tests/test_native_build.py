@@ -176,3 +176,15 @@ def test_a_fallback_says_why_each_flag_set_failed(tmp_path):
     (line,) = [line for line in _log(proc) if "native LSTM engine unavailable" in line]
     for flags in build.flag_ladder():
         assert f"{build.describe_flags(flags)}: '/bin/false' exited with status 1 and printed nothing" in line
+
+
+def test_a_compile_error_is_named_by_its_file_not_its_folders():
+    """The reason keeps the compiler's first error with the file's name, not the include tree's path."""
+    stderr = ("In file included from /venv/lib/python3.11/site-packages/tensorflow/include/Eigen/Core:12,\n"
+              "/venv/lib/python3.11/site-packages/tensorflow/include/Eigen/src/Core/arch/AVX512/"
+              "PacketMathFP16.h:740:49: error: expected initializer before '<' token\n"
+              "note: something after\n")
+    failed = subprocess.CompletedProcess(["g++"], 1, stdout="", stderr=stderr)
+    assert build._reason("/usr/bin/g++", failed) == (
+        "'/usr/bin/g++' exited with status 1: "
+        "PacketMathFP16.h:740:49: error: expected initializer before '<' token")

@@ -117,6 +117,8 @@ def _reason(cxx: str, proc: subprocess.CompletedProcess) -> str:
         return f"{cxx!r} exited with status {proc.returncode} and printed nothing"
     # g++ prints the include trail first and the notes after; "error:" marks the cause.
     cause = next((line for line in lines if re.search(r"\berror:", line)), lines[-1])
+    # The file's folders (TensorFlow's include tree, often 200 characters) say nothing the name does not.
+    cause = re.sub(r"(?<!\S)/\S*/([^/\s]+:\d+(:\d+)?:)", r"\1", cause)
     return f"{cxx!r} exited with status {proc.returncode}: {cause[:400]}"
 
 
