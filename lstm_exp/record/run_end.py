@@ -10,13 +10,9 @@ the window left is the one round trip between the read and `set_terminated`; a s
 further by ending its children only once the jobs it launched are gone.
 """
 
-import contextlib
-import fcntl
 import logging
-import time
-from pathlib import Path
 
-from lstm_exp.record.store import TAG_PREFIX, retry_locked
+from lstm_exp.record.store import TAG_PREFIX, retry_locked, sqlite_file_lock
 
 log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 60  # the lock is held for one read and one write; a holder that dies releases it
@@ -44,7 +40,7 @@ def end_if_running(client, uri: str, run_id: str, status: str, reason: str | Non
     Returns:
         The run's status afterwards: `status`, or the one another process set first, which stays.
     """
-    with _store_lock(uri):
+    with sqlite_file_lock(uri, LOCK_TIMEOUT_S):
         current = run_status(client, run_id)
         if current != "RUNNING":
             log.warning("run %s had already ended %s; it stays so (not ended %s)", run_id, current, status)
@@ -53,23 +49,3 @@ def end_if_running(client, uri: str, run_id: str, status: str, reason: str | Non
     if reason:  # the run is ours to describe: whoever finds it ended writes nothing
         retry_locked(lambda: client.set_tag(run_id, TAG_PREFIX + "error", reason[:5000]))
     return status
-
-
-@contextlib.contextmanager
-def _store_lock(uri: str):
-    """For a SQLite store, an exclusive lock on `<database>.lock`; nothing for a server."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    lock = Path(uri[len("sqlite:///") :] + ".lock")
-    deadline = time.monotonic() + LOCK_TIMEOUT_S
-    with lock.open("a") as handle:  # the lock goes with the file: at its close, or the process's end
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{lock} stayed locked for {LOCK_TIMEOUT_S} s") from None
-                time.sleep(0.01)
-        yield

@@ -171,7 +171,7 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
         return client, get_or_create(client)
 
     try:
-        with _first_use_lock(uri):  # the first request creates and migrates a fresh database
+        with sqlite_file_lock(uri, timeout_s):  # the first request creates and migrates a fresh database
             return retry_locked(connect, within_s=timeout_s)
     except ConfigError:
         raise
@@ -183,19 +183,32 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
 
 
 @contextlib.contextmanager
-def _first_use_lock(uri: str):
-    """Serializes opening a SQLite store across the processes of this machine.
+def sqlite_file_lock(uri: str, timeout_s: float):
+    """For a SQLite store, an exclusive ``flock`` on ``<database>.lock``; nothing for a server.
 
-    Two processes migrating a fresh database at once both fail and can leave it half-migrated for
-    good. A sweep opens its store before its jobs start; this covers runs started side by side.
+    The lstm_exp processes of a machine take turns through it where two writers would collide: the
+    first opening of a fresh database (two processes migrating it at once both fail and can leave it
+    half-migrated for good) and a run's end (its read-then-write must not interleave with another's).
+    The lock goes with the open file, so a holder that dies releases it.
+
+    Raises:
+        StoreLocked: another process held the lock for all of `timeout_s`.
     """
     if not uri.startswith("sqlite:///"):
         yield
         return
     lock = Path(uri[len("sqlite:///") :] + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
     with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreLocked(f"{lock} stayed locked for {timeout_s:g} s") from None
+                time.sleep(0.01)
         yield
 
 
