@@ -111,3 +111,45 @@ def test_a_refusal_comes_back_as_bad_input(tmp_path):
             recorder.wait(request, "open", timeout_s=120)
     finally:
         recorder.kill()
+
+
+def _blocked_in_select(tid: int) -> bool:
+    """Whether thread `tid` of this process sleeps in select/poll (a wait for the recorder's answer)."""
+    return "poll" in Path(f"/proc/self/task/{tid}/wchan").read_text()
+
+
+def test_ctrl_c_while_the_recorder_answers_the_open_ends_the_new_run_killed(tmp_path):
+    """Ctrl-C while the job waits for the recorder's answer to `open`: the run it creates ends KILLED.
+
+    The recorder is stopped (SIGSTOP) before the job asks, so the interrupt surely comes while the
+    job waits (its main thread seen in select), before the run exists; the recorder then goes on.
+    """
+    import threading
+
+    from lstm_exp.record.recorder import RecorderStore
+    from lstm_exp.record.run_record import OpenRequest, RunRecord
+
+    recorder = Recorder()
+    os.kill(recorder.process.pid, signal.SIGSTOP)
+    main = threading.get_native_id()
+
+    def interrupt_the_wait():
+        deadline = time.monotonic() + 60
+        while not _blocked_in_select(main) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # Python hands it to the main thread, waiting in select
+        os.kill(recorder.process.pid, signal.SIGCONT)
+
+    interrupter = threading.Thread(target=interrupt_the_wait)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            RunRecord.open(RecorderStore(recorder, 30), OpenRequest(uri, "lstm_exp", 30, {}, "interrupted"))
+    finally:
+        interrupter.join(timeout=90)
+        os.kill(recorder.process.pid, signal.SIGCONT)
+        recorder.close()
+        recorder.process.wait(timeout=60)
+    assert _statuses(tmp_path / "mlflow.db") == ["KILLED"]
+    assert _error_tag(tmp_path / "mlflow.db") == "interrupted (Ctrl-C)"

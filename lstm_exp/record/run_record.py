@@ -76,15 +76,25 @@ class RunRecord:
                 if meanwhile:
                     meanwhile()
             except BaseException as error:
-                opened = opened or store.finish_open(pending)
-                if not opened["skipped"]:
-                    cls(store, request.uri, opened["run_id"], opened["experiment_id"],
-                        request.timeout_s)._end_anyway(*_status_of(error))
+                cls._end_opened(store, request, opened or store.finish_open(pending), error)
                 raise
-            opened = opened or store.finish_open(pending)
+            try:
+                opened = opened or store.finish_open(pending)
+            except (KeyboardInterrupt, Terminated) as error:
+                # The signal came while the recorder was answering: the run may exist already, and
+                # the answer is still coming (the wait can be taken up again); that run ends KILLED.
+                cls._end_opened(store, request, store.finish_open(pending), error)
+                raise
         if opened["skipped"]:
             return Skipped(opened["run_id"], opened["experiment_id"])
         return cls(store, request.uri, opened["run_id"], opened["experiment_id"], request.timeout_s)
+
+    @classmethod
+    def _end_opened(cls, store, request: OpenRequest, opened: dict, error: BaseException) -> None:
+        """Ends the run an interrupted or failed opening created (a twin found by resume stays)."""
+        if not opened["skipped"]:
+            cls(store, request.uri, opened["run_id"], opened["experiment_id"],
+                request.timeout_s)._end_anyway(*_status_of(error))
 
     def finish(self, folder: str, metrics: list, params: dict[str, str], tags: dict[str, str]) -> None:
         """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED."""
