@@ -1,4 +1,4 @@
-"""lstm_exp's Hydra plugins after setuptools' default editable install (`pip install -e .`).
+"""lstm_exp's Hydra plugins after setuptools' default editable install (`pip install -e .`, and uv's).
 
 That install serves `hydra_plugins/` through an import hook, which Hydra's plugin scan cannot see; a
 wheel and a compat editable install put files on a path, which it can (the CI installs the wheel and
@@ -18,8 +18,17 @@ from conftest import CLI_TIMEOUT, REPO
 INSTALL_TIMEOUT = 300  # s: pip building and installing the editable wheel, no downloads
 
 
-@pytest.fixture(scope="module")
-def editable_python(tmp_path_factory) -> str:
+# uv builds the editable wheel with the same setuptools hook; it installs it with its own installer.
+INSTALLERS = {
+    "pip": lambda python: [python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                           "-e", str(REPO)],
+    "uv": lambda python: [sys.executable, "-m", "uv", "pip", "install", "--python", python, "--no-deps",
+                          "--no-build-isolation", "--offline", "-e", str(REPO)],
+}
+
+
+@pytest.fixture(scope="module", params=sorted(INSTALLERS))
+def editable_python(request, tmp_path_factory) -> str:
     """The python of a fresh venv holding a default-mode editable install of this checkout."""
     venv = tmp_path_factory.mktemp("default-editable") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
@@ -29,9 +38,8 @@ def editable_python(tmp_path_factory) -> str:
                              check=True, capture_output=True, text=True).stdout.strip()
     with open(os.path.join(purelib, "dependencies.pth"), "w") as pth:
         pth.write("\n".join(site.getsitepackages()) + "\n")
-    install = subprocess.run(
-        [python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-e", str(REPO)],
-        capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+    install = subprocess.run(INSTALLERS[request.param](python), capture_output=True, text=True,
+                             timeout=INSTALL_TIMEOUT)
     assert install.returncode == 0, install.stdout + install.stderr
     return python
 
