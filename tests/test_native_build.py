@@ -176,3 +176,16 @@ def test_a_fallback_says_why_each_flag_set_failed(tmp_path):
     (line,) = [line for line in _log(proc) if "native LSTM engine unavailable" in line]
     for flags in build.flag_ladder():
         assert f"{build.describe_flags(flags)}: '/bin/false' exited with status 1 and printed nothing" in line
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or not Path("/dev/full").exists(),
+                    reason="needs g++ and /dev/full")
+def test_a_link_that_fails_gives_the_linkers_reason(tmp_path):
+    # The linker writing to /dev/full meets ENOSPC, as it does in a cache on a full disk; collect2's
+    # "ld returned 1 exit status", the only line with "error:", does not say why.
+    source = tmp_path / "one.cc"
+    source.write_text("int one() { return 1; }\n")
+    proc = subprocess.run(["g++", "-shared", "-fPIC", str(source), "-o", "/dev/full"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0
+    assert build._reason("g++", proc).endswith("final link failed: No space left on device"), proc.stderr

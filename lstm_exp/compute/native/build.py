@@ -35,6 +35,7 @@ BASE_FLAGS = ("-O3", "-ffp-contract=fast")
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
 NATIVE = ("-march=native",)
 _ISA_MARK = re.compile(rb"lstm_exp_native_isa=(\w+)\0")
+_LINKER_STATUS = re.compile(r"^collect2: error: ld returned \d+ exit status$")
 
 
 class NativeBuildError(RuntimeError):
@@ -115,7 +116,10 @@ def _reason(cxx: str, proc: subprocess.CompletedProcess) -> str:
     lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
     if not lines:
         return f"{cxx!r} exited with status {proc.returncode} and printed nothing"
-    # g++ prints the include trail first and the notes after; "error:" marks the cause.
+    # g++ prints the include trail first and the notes after; "error:" marks the cause. collect2's
+    # "ld returned 1 exit status" only repeats the status: the linker's own line (a full disk's "final
+    # link failed: No space left on device", an undefined symbol) says why.
+    lines = [line for line in lines if not _LINKER_STATUS.search(line)] or lines
     cause = next((line for line in lines if re.search(r"\berror:", line)), lines[-1])
     return f"{cxx!r} exited with status {proc.returncode}: {cause[:400]}"
 
