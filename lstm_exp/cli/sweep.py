@@ -66,17 +66,25 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
 
 
 def _launch(launcher, batch, first: int) -> list:
-    """The launcher's `launch`; for submitit_local, ours, which stops the jobs if the sweep is stopped.
+    """The launcher's `launch`; for the submitit plugin's own launchers, ours, which stop the jobs if
+    the sweep is stopped.
 
-    Hydra's basic launcher runs the jobs in this process (the interrupt reaches them), joblib kills its
-    workers when its wait is interrupted, and the Slurm launcher is ours (it cancels the job array).
+    Hydra's basic launcher runs the jobs in this process (the interrupt reaches them) and joblib kills
+    its workers when its wait is interrupted. The plugin's `submitit_local` and `submitit_slurm` wait
+    in a launch that keeps the job handles to itself: stopped, the sweep would leave its jobs running.
+    Ours submit the same jobs and, stopped, signal the controllers or cancel the job array; `slurm`
+    (our preset) already is ours.
     """
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 
     if type(launcher) is LocalLauncher:
         from lstm_exp.cli import local_launcher
 
         return local_launcher.launch(launcher, batch, first)
+    if type(launcher) is SlurmLauncher:
+        from lstm_exp.cli import slurm_launcher
+
+        return slurm_launcher.launch(launcher, batch, first)
     return launcher.launch(batch, initial_job_idx=first)
 
 
