@@ -189,3 +189,18 @@ def test_a_link_that_fails_gives_the_linkers_reason(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode != 0
     assert build._reason("g++", proc).endswith("final link failed: No space left on device"), proc.stderr
+
+
+def test_a_compiler_that_hangs_is_given_up_with_a_reason(tmp_path, monkeypatch):
+    # A wedged compiler (a network filesystem, a licence server): BUILD_TIMEOUT_S is long, so a short
+    # one stands in for it; the compiler really runs, and is killed when it is spent.
+    hang = tmp_path / "c++"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(build, "BUILD_TIMEOUT_S", 3)
+    with pytest.raises(build.NativeBuildError) as failed:
+        build.compile_widest(str(hang), tmp_path / build.LIBRARY)
+    first, *rest = str(failed.value).split(": ", 1)[1].split(" | ")
+    assert first == f"-march=native: '{hang}' did not finish within the build's 3 s (killed)"
+    assert rest and all(reason.endswith(": not tried, the build's 3 s were spent") for reason in rest)
+    assert list(tmp_path.iterdir()) == [hang]  # no partial library left

@@ -137,11 +137,16 @@ def compile_widest(cxx: str, target: Path, arch: tuple[str, ...] = NATIVE) -> Bu
     deadline = time.monotonic() + BUILD_TIMEOUT_S
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     for flags in flag_ladder(arch):
+        if time.monotonic() >= deadline:  # a compiler that hangs costs BUILD_TIMEOUT_S once, not per flag set
+            failures.append(f"{describe_flags(flags)}: not tried, the build's {BUILD_TIMEOUT_S} s were spent")
+            continue
         try:
             proc = subprocess.run(compile_command(cxx, flags, partial), capture_output=True, text=True,
-                                  timeout=max(1.0, deadline - time.monotonic()))
+                                  timeout=deadline - time.monotonic())
             reason = "" if proc.returncode == 0 else _reason(cxx, proc)
-        except (OSError, subprocess.TimeoutExpired) as err:
+        except subprocess.TimeoutExpired:  # its text would repeat the whole command line
+            reason = f"{cxx!r} did not finish within the build's {BUILD_TIMEOUT_S} s (killed)"
+        except OSError as err:
             reason = f"{type(err).__name__}: {err}"
         if not reason:
             try:
