@@ -115,3 +115,30 @@ def test_a_lock_held_past_the_timeout_ends_in_one_line_and_no_run(tmp_path, mode
         f"tracking.timeout_s). Received: tracking.uri='sqlite:///{path}'"]
     experiment = client.get_experiment_by_name("lstm_exp").experiment_id
     assert client.search_runs([experiment]) == []  # none was created, so none is left RUNNING
+
+
+# Holds the lock file that lstm_exp processes take while they open a SQLite store, as a process stopped
+# (Ctrl-Z) or wedged in its opening would, until its stdin closes.
+LOCK_FILE_HOLDER = """
+import fcntl, sys
+handle = open(sys.argv[1], "a")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_lock_file_held_past_the_timeout_ends_in_one_line_and_no_run(tmp_path):
+    path, client = store_with_experiment(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_FILE_HOLDER, f"{path}.lock"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = run_cli("tracking.timeout_s=3", cwd=tmp_path, timeout=120)  # it waited forever before
+    finally:
+        release(holder)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = error_lines(proc)
+    assert line.startswith("error: tracking.uri must be a store that no other process holds locked")
+    experiment = client.get_experiment_by_name("lstm_exp").experiment_id
+    assert client.search_runs([experiment]) == []

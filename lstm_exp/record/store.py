@@ -171,8 +171,9 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
         return client, get_or_create(client)
 
     try:
-        with _first_use_lock(uri):  # the first request creates and migrates a fresh database
-            return retry_locked(connect, within_s=timeout_s)
+        deadline = time.monotonic() + timeout_s  # one wait in all, for the lock file and the database
+        with _first_use_lock(uri, timeout_s):  # the first request creates and migrates a fresh database
+            return retry_locked(connect, within_s=max(deadline - time.monotonic(), 0.0))
     except ConfigError:
         raise
     except StoreLocked:
@@ -183,19 +184,32 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
 
 
 @contextlib.contextmanager
-def _first_use_lock(uri: str):
+def _first_use_lock(uri: str, timeout_s: float):
     """Serializes opening a SQLite store across the processes of this machine.
 
     Two processes migrating a fresh database at once both fail and can leave it half-migrated for
     good. A sweep opens its store before its jobs start; this covers runs started side by side.
+    The lock is waited for at most `timeout_s`, quietly: its holder may be a process that was stopped
+    (Ctrl-Z) or wedged while opening the store, and a run must not wait for it forever.
+
+    Raises:
+        StoreLocked: another process held the lock for all of `timeout_s`.
     """
     if not uri.startswith("sqlite:///"):
         yield
         return
     lock = Path(uri[len("sqlite:///") :] + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+    deadline = time.monotonic() + timeout_s
+    with lock.open("a") as handle:  # released when the file closes
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreLocked(f"{lock} held by another process for {timeout_s:g} s") from None
+                time.sleep(0.05)
         yield
 
 
