@@ -142,3 +142,15 @@ def test_a_lock_file_held_past_the_timeout_ends_in_one_line_and_no_run(tmp_path)
     assert line.startswith("error: tracking.uri must be a store that no other process holds locked")
     experiment = client.get_experiment_by_name("lstm_exp").experiment_id
     assert client.search_runs([experiment]) == []
+
+
+def test_a_folder_given_as_the_store_is_one_line_at_once(tmp_path):
+    # Not a lock, but the same flood: MLflow retried opening the folder for ~100 s, one warning each time.
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    proc = run_cli(f"tracking.uri=sqlite:///{folder}", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc) == [
+        "error: tracking.uri must be a SQLite database file, or a path where one can be made (that path is a "
+        f"folder). Received: tracking.uri='sqlite:///{folder}'"]
+    assert list(folder.iterdir()) == []

@@ -142,6 +142,10 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
         ConfigError: the store cannot be opened, or the experiment exists but is deleted.
     """
     check_reachable(uri, timeout_s)
+    if uri.startswith("sqlite:///") and Path(uri[len("sqlite:///") :]).is_dir():
+        # MLflow would retry opening a folder as a database for ~100 s, logging a warning each time.
+        raise ConfigError("tracking.uri", uri, "a SQLite database file, or a path where one can be made "
+                          "(that path is a folder)")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
