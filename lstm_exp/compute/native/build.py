@@ -19,10 +19,12 @@ bytes (``lstm_exp_native_isa`` in ``lstm_kernel.cc``) so that no library is load
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -124,6 +126,24 @@ def _reason(cxx: str, proc: subprocess.CompletedProcess) -> str:
     return f"{cxx!r} exited with status {proc.returncode}: {cause[:400]}"
 
 
+def _run_compiler(command: list[str], timeout_s: float) -> subprocess.CompletedProcess:
+    """Runs the compiler in a process group of its own, killed whole on a timeout, Ctrl-C or SIGTERM.
+
+    g++ runs cc1plus, as and ld as its children: killing g++ alone (what `subprocess.run` does) left
+    them compiling after the run had ended.
+    """
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except BaseException:  # the timeout, or the run being stopped: nothing of the build outlives it
+            with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def compile_widest(cxx: str, target: Path, arch: tuple[str, ...] = NATIVE) -> Build:
     """Compiles the op into ``target`` with the first flag set of `flag_ladder` that compiles.
 
@@ -141,8 +161,7 @@ def compile_widest(cxx: str, target: Path, arch: tuple[str, ...] = NATIVE) -> Bu
             failures.append(f"{describe_flags(flags)}: not tried, the build's {BUILD_TIMEOUT_S} s were spent")
             continue
         try:
-            proc = subprocess.run(compile_command(cxx, flags, partial), capture_output=True, text=True,
-                                  timeout=deadline - time.monotonic())
+            proc = _run_compiler(compile_command(cxx, flags, partial), deadline - time.monotonic())
             reason = "" if proc.returncode == 0 else _reason(cxx, proc)
         except subprocess.TimeoutExpired:  # its text would repeat the whole command line
             reason = f"{cxx!r} did not finish within the build's {BUILD_TIMEOUT_S} s (killed)"
