@@ -161,6 +161,9 @@ CASES = [
     ("group-list-of-ints", "tracking=[1]", "tracking", ""),
     ("group-list-of-null", "model=[null]", "model", ""),
     ("group-nested-lists", "task=[[],[]]", "task", ""),
+    # The larger of the two sizes is named, with its value: not train_size when val_size is the culprit.
+    ("task-val-size-too-big", "task=adding task.val_size=1000000 task.timesteps=10000",
+     "Received: task.val_size=1000000", ""),
     # Hydra's output folders below a plain file, and sweeps the grid cannot run.
     ("run-dir-under-a-file", "hydra.run.dir=data.txt/out", "hydra.run.dir", "cli"),
     ("run-dir-a-file", "hydra.run.dir=data.txt", "hydra.run.dir", ""),

@@ -1,5 +1,9 @@
 """`python -m lstm_exp.compare`: the runs table, filters, two runs side by side, the h-norm plot."""
 
+import contextlib
+import os
+import subprocess
+
 import pytest
 from conftest import error_lines, run_cli
 from mlflow.tracking import MlflowClient
@@ -77,3 +81,32 @@ def test_plot_overlays_h_norm_histories(lstm_and_gru, tmp_path, capsys):
     compare.main(["--tracking-uri", uri, "--plot", str(path)])
     assert capsys.readouterr().out.splitlines()[-1] == f"plot: {path}"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def full_folder(tmp_path):
+    """A folder on a filesystem with no space left: a 64 KiB tmpfs, filled (mounting needs root)."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        with contextlib.suppress(OSError), (folder / "fill").open("wb") as fill:
+            fill.write(bytes(1 << 20))
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True, timeout=60, check=False)
+
+
+def test_a_plot_on_a_full_disk_is_one_line_and_leaves_no_file(lstm_and_gru, full_folder, capsys):
+    _, uri, _ = lstm_and_gru
+    path = full_folder / "norms.png"
+    with pytest.raises(SystemExit) as stop:
+        compare.main(["--tracking-uri", uri, "--plot", str(path)])
+    assert stop.value.code == 2
+    line = (f"error: --plot must be a file that can be written here ({os.strerror(28)}). "
+            f"Received: --plot='{path}'")
+    assert capsys.readouterr().err.splitlines() == [line]
+    assert [p.name for p in full_folder.iterdir()] == ["fill"]  # no empty norms.png, no partial file

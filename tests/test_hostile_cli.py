@@ -27,7 +27,7 @@ from cli_hostile import (
     printed_paths,
     strategy_for,
 )
-from conftest import CLI_TIMEOUT, run_cli
+from conftest import CLI_TIMEOUT, error_lines, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -292,6 +292,36 @@ def test_generated_launcher_settings_pass_only_within_range(name, data):
     got = launcher[key]
     if key in LIMITS and got is not None:
         assert LIMITS[key].low <= got <= LIMITS[key].high
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("backend", "nope"), ("prefer", "nope"), ("require", "nope"), ("mmap_mode", "zz"),
+    ("pre_dispatch", "-3"), ("pre_dispatch", "0"), ("pre_dispatch", "n_jobs**99"), ("pre_dispatch", "''"),
+    ("max_nbytes", "nope"), ("max_nbytes", "-1M"),
+])
+def test_joblib_words_out_of_their_choices_are_one_line(key, value):
+    # Each of these reached joblib's own ValueError traceback, after the sweep's parent run had opened.
+    with pytest.raises(ConfigError) as refused:
+        validate_launcher(_launcher("joblib", f"hydra.launcher.{key}={value}"))
+    assert str(refused.value).startswith(f"hydra.launcher.{key} must be ")
+
+
+@pytest.mark.parametrize("overrides", [
+    ("hydra.launcher.backend=threading", "hydra.launcher.prefer=threads", "hydra.launcher.require=sharedmem"),
+    ("hydra.launcher.pre_dispatch=all", "hydra.launcher.max_nbytes=1M", "hydra.launcher.mmap_mode=r+"),
+    ("hydra.launcher.pre_dispatch='3*n_jobs'", "hydra.launcher.max_nbytes=1000",
+     "hydra.launcher.prefer=processes"),
+])
+def test_joblib_words_within_their_choices_pass(overrides):
+    validate_launcher(_launcher("joblib", *overrides))
+
+
+def test_a_joblib_word_out_of_its_choices_starts_nothing(tmp_path):
+    proc = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.prefer=nope", "seed=0,1", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert error_lines(proc) == ["error: hydra.launcher.prefer must be one of processes, threads. "
+                                 "Received: hydra.launcher.prefer='nope'"]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "multirun").exists()
 
 
 # -- training data against run.max_memory_gb ------------------------------------------------------------

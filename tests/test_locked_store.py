@@ -115,3 +115,42 @@ def test_a_lock_held_past_the_timeout_ends_in_one_line_and_no_run(tmp_path, mode
         f"tracking.timeout_s). Received: tracking.uri='sqlite:///{path}'"]
     experiment = client.get_experiment_by_name("lstm_exp").experiment_id
     assert client.search_runs([experiment]) == []  # none was created, so none is left RUNNING
+
+
+# Holds the lock file that lstm_exp processes take while they open a SQLite store, as a process stopped
+# (Ctrl-Z) or wedged in its opening would, until its stdin closes.
+LOCK_FILE_HOLDER = """
+import fcntl, sys
+handle = open(sys.argv[1], "a")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_lock_file_held_past_the_timeout_ends_in_one_line_and_no_run(tmp_path):
+    path, client = store_with_experiment(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_FILE_HOLDER, f"{path}.lock"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = run_cli("tracking.timeout_s=3", cwd=tmp_path, timeout=120)  # it waited forever before
+    finally:
+        release(holder)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = error_lines(proc)
+    assert line.startswith("error: tracking.uri must be a store that no other process holds locked")
+    experiment = client.get_experiment_by_name("lstm_exp").experiment_id
+    assert client.search_runs([experiment]) == []
+
+
+def test_a_folder_given_as_the_store_is_one_line_at_once(tmp_path):
+    # Not a lock, but the same flood: MLflow retried opening the folder for ~100 s, one warning each time.
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    proc = run_cli(f"tracking.uri=sqlite:///{folder}", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc) == [
+        "error: tracking.uri must be a SQLite database file, or a path where one can be made (that path is a "
+        f"folder). Received: tracking.uri='sqlite:///{folder}'"]
+    assert list(folder.iterdir()) == []

@@ -4,17 +4,22 @@ verified before anything loads from it, and fallbacks whose log line says why.
 Real compiles (g++ against the installed TensorFlow) and real processes (`python -m lstm_exp.run`).
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
+import sys
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import marked_processes, run_cli
 
 from lstm_exp.compute.native import build, cache, cpu
 
@@ -176,6 +181,64 @@ def test_a_fallback_says_why_each_flag_set_failed(tmp_path):
     (line,) = [line for line in _log(proc) if "native LSTM engine unavailable" in line]
     for flags in build.flag_ladder():
         assert f"{build.describe_flags(flags)}: '/bin/false' exited with status 1 and printed nothing" in line
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or not Path("/dev/full").exists(),
+                    reason="needs g++ and /dev/full")
+def test_a_link_that_fails_gives_the_linkers_reason(tmp_path):
+    # The linker writing to /dev/full meets ENOSPC, as it does in a cache on a full disk; collect2's
+    # "ld returned 1 exit status", the only line with "error:", does not say why.
+    source = tmp_path / "one.cc"
+    source.write_text("int one() { return 1; }\n")
+    proc = subprocess.run(["g++", "-shared", "-fPIC", str(source), "-o", "/dev/full"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0
+    assert build._reason("g++", proc).endswith("final link failed: No space left on device"), proc.stderr
+
+
+def test_a_compiler_that_hangs_is_given_up_with_a_reason(tmp_path, monkeypatch):
+    # A wedged compiler (a network filesystem, a licence server): BUILD_TIMEOUT_S is long, so a short
+    # one stands in for it; the compiler really runs, and is killed when it is spent.
+    hang = tmp_path / "c++"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(build, "BUILD_TIMEOUT_S", 3)
+    with pytest.raises(build.NativeBuildError) as failed:
+        build.compile_widest(str(hang), tmp_path / build.LIBRARY)
+    first, *rest = str(failed.value).split(": ", 1)[1].split(" | ")
+    assert first == f"-march=native: '{hang}' did not finish within the build's 3 s (killed)"
+    assert rest and all(reason.endswith(": not tried, the build's 3 s were spent") for reason in rest)
+    assert list(tmp_path.iterdir()) == [hang]  # no partial library left
+
+
+def test_sigterm_during_the_build_leaves_no_compiler_running(tmp_path):
+    # g++ runs cc1plus as its child: killing g++ alone left cc1plus compiling after the run had exited.
+    value = uuid.uuid4().hex
+    mark = f"LSTM_EXP_BUILD_TEST={value}"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), cache.DISABLE_ENV: "",
+           "LSTM_EXP_BUILD_TEST": value}
+    env.pop("CXX", None)
+    command = [sys.executable, "-m", "lstm_exp.run", "model=stacked", "tracking.enabled=false"]
+    run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        deadline = time.monotonic() + 240  # TensorFlow's import, then the compile starts
+        while (run.poll() is None and time.monotonic() < deadline
+               and not any("cc1plus" in command for _, command in marked_processes(mark.encode()))):
+            time.sleep(0.1)
+        assert run.poll() is None, "the run ended before its build could be stopped"
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=120)
+        left = [p for p in marked_processes(mark.encode()) if p[0] != run.pid]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+        for pid, _ in marked_processes(mark.encode()):  # a regression's leftovers go with the test
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    assert run.returncode == 143, stderr[-3000:]
+    assert left == [], "the build's processes outlived the run"
 
 
 def test_a_compile_error_is_named_by_its_file_not_its_folders():

@@ -6,6 +6,8 @@ import contextlib
 import hashlib
 import io
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from conftest import error_lines, run_cli
@@ -147,3 +149,31 @@ def test_an_empty_postgres_database_gets_no_tables(empty_postgres, tmp_path, com
     (line,) = error_lines(proc)
     assert line.startswith("error: --tracking-uri must be an MLflow store") and "database is empty" in line
     assert _postgres_tables(empty_postgres) == []
+
+
+# Holds an exclusive lock on the database until its stdin closes (a writer in a long transaction).
+LOCK_HOLDER = ("import sqlite3, sys\n"
+               "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+               "db.execute('BEGIN EXCLUSIVE')\n"
+               "print('held', flush=True)\n"
+               "sys.stdin.read()\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_store_locked_by_another_process_is_one_line_after_a_quiet_wait(tmp_path, command):
+    path = tmp_path / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").create_experiment("lstm_exp")
+    before = sha256(path)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        module, *args = COMMANDS[command]
+        proc = run_cli(*args, "--tracking-uri", f"sqlite:///{path}", module=module, cwd=tmp_path)
+    finally:
+        holder.communicate(timeout=60)  # closes its stdin: it rolls back and exits
+    assert proc.returncode == 2, proc.stderr
+    (line,) = error_lines(proc)  # no "database is locked" traceback, one line
+    assert line.startswith("error: --tracking-uri must be a store that no other process holds locked")
+    assert sha256(path) == before

@@ -50,9 +50,10 @@ def tracked(url: str, experiment: str) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def background_sweep(cluster: Cluster, *overrides: str, launch: Path) -> Iterator[subprocess.Popen]:
+def background_sweep(cluster: Cluster, *overrides: str, launch: Path,
+                     launcher: tuple[str, ...] = SLURM) -> Iterator[subprocess.Popen]:
     """`python -m lstm_exp.run -m` in the background, with Slurm's clients pointed at `cluster`."""
-    command = [sys.executable, "-m", "lstm_exp.run", "-m", *SLURM, *overrides,
+    command = [sys.executable, "-m", "lstm_exp.run", "-m", *launcher, *overrides,
                f"hydra.sweep.dir={launch / 'sweep'}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **cluster.env}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -206,26 +207,33 @@ def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(clus
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_sweep_cancels_its_job_array_and_every_run_ends_killed(cluster, server, tmp_path):
+@pytest.mark.parametrize("launcher", [
+    pytest.param(SLURM, id="slurm"),
+    # The plugin's own launcher: its launch keeps the job handles, so the sweep goes through ours.
+    pytest.param(("hydra/launcher=submitit_slurm",), id="submitit_slurm"),
+])
+def test_sigterm_to_the_sweep_cancels_its_job_array_and_every_run_ends_killed(cluster, server, tmp_path,
+                                                                               launcher):
     # Both jobs hold their open runs (run.inject_fault=pause, no release file) until they are stopped.
     client = MlflowClient(server)
+    experiment = f"slurm_stop_{launcher[0].rsplit('=', 1)[1]}"
 
     def both_running():
         if proc.poll() is not None:
             pytest.fail(f"the sweep ended before it could be stopped: {proc.communicate()}")
-        exp = client.get_experiment_by_name("slurm_stop")
+        exp = client.get_experiment_by_name(experiment)
         runs = client.search_runs([exp.experiment_id], "tags.mlflow.parentRunId LIKE '%'") if exp else []
         return [run.info.status for run in runs] == ["RUNNING", "RUNNING"]
 
-    overrides = (*SMALL, "seed=0,1", "run.inject_fault=pause", *tracked(server, "slurm_stop"))
-    with background_sweep(cluster, *overrides, launch=tmp_path) as proc:
+    overrides = (*SMALL, "seed=0,1", "run.inject_fault=pause", *tracked(server, experiment))
+    with background_sweep(cluster, *overrides, launch=tmp_path, launcher=launcher) as proc:
         cluster.wait_for(both_running, "both jobs' runs open", JOB_START_TIMEOUT_S)
         proc.send_signal(signal.SIGTERM)  # to the submitting process alone; the jobs get nothing from us
         done = finish(proc)
     assert done.returncode == 143, done.stderr[-3000:]
     assert cluster.jobs() == []  # the array was cancelled, and the sweep waited until it left the queue
     (tmp_path / RELEASE_FILE).touch()  # had a job outlived the sweep, it would now finish its run
-    parent, children = sweep_children(client, "slurm_stop")
+    parent, children = sweep_children(client, experiment)
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children.values()] == ["KILLED", "KILLED"], \
         [c.data.tags.get("lstm_exp.error") for c in children.values()]

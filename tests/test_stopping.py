@@ -90,3 +90,34 @@ def test_sigterm_stops_the_jobs_of_a_sweep_that_records_nothing(tmp_path):
     assert proc.returncode == 143, stderr[-3000:]
     assert jobs_left == [], "job processes outlived their sweep"
     assert left == [], "processes the sweep started are still running"
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_does_not_cut_the_stop_short(tmp_path):
+    # `kill` twice, or a scheduler's repeated SIGTERM: the second one arrives while the sweep is still
+    # stopping its jobs. Raised there, it ended the wait and the sweep exited with the jobs running.
+    value = uuid.uuid4().hex
+    mark = f"{MARK}={value}".encode()
+    db = tmp_path / "mlflow.db"
+    proc = _start_cli("-m", "hydra/launcher=submitit_local", "model=stacked", "seed=0,1",
+                      "run.inject_fault=pause", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path,
+                      env={MARK: value})
+    try:
+        _wait_running(proc, db, 3, timeout=240)
+        assert proc.poll() is None and _statuses(db).count("RUNNING") == 3, "the jobs never all started"
+        os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60  # Hydra's log goes to stdout
+        while ("stopping 2 submitit_local job(s)" not in (tmp_path / "stdout.txt").read_text()
+               and proc.poll() is None and time.monotonic() < deadline):
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = _finish(proc, tmp_path, timeout=120)
+        jobs_left = [p for p in marked_processes(mark) if any(name in p[1] for name in JOB_PROCESSES)]
+    finally:
+        (tmp_path / RELEASE_FILE).touch()
+        left = _wait_gone(mark, GONE_TIMEOUT_S)
+    assert jobs_left == [], "job processes outlived their sweep"
+    assert proc.returncode == 143, stderr[-3000:]
+    assert _statuses(db) == ["KILLED"] * 3
+    assert "SIGTERM ignored until that is done" in (tmp_path / "stdout.txt").read_text()
+    assert left == [], "processes the sweep started are still running"

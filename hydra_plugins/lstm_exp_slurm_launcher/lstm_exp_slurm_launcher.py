@@ -28,4 +28,4 @@ class LstmExpSlurmLauncher(SlurmLauncher):
     def launch(self, job_overrides, initial_job_idx: int) -> list:
         from lstm_exp.cli.slurm_launcher import launch
 
-        return launch(self, job_overrides, initial_job_idx)
+        return launch(self, job_overrides, initial_job_idx, self.lost_job_grace_s, self.poll_s)

@@ -10,6 +10,7 @@ search grammar; dotted names may be written plainly (`params.model.cell = 'gru'`
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -144,9 +145,14 @@ def plot_h_norms(client, runs: list, path: Path) -> Path:
     labels = [f"{runs[i].info.run_id[:8]} {(runs[i].info.run_name or '')[:70]}" for i in shown]
     handles = [plt.Line2D([], [], marker="o", color=f"C{i % 10}") for i in shown]
     fig.legend(handles, labels, loc="outside lower center", fontsize="small", frameon=False)
+    # Written beside `path` and renamed, as `weights export` writes: a full disk or a read-only folder
+    # leaves no empty or half-written figure, and an earlier one at `path` stays whole.
+    partial = path.with_name(path.name + ".partial")
     try:
-        fig.savefig(path, dpi=100)
+        fig.savefig(partial, dpi=100, format=path.suffix[1:].lower())
+        os.replace(partial, path)
     except OSError as error:
+        partial.unlink(missing_ok=True)
         allowed = f"a file that can be written here ({error.strerror})"
         raise ConfigError("--plot", str(path), allowed) from None
     finally:

@@ -76,7 +76,12 @@ def run_job(cfg: DictConfig, overrides: list[str], store=None, parent_run_id: st
         return JobOutcome(0, "DRY_RUN", "expected shapes (from the config alone):\n"
                           + format_shapes(prepared.expected_shapes))
     if not cfg.tracking.enabled:
-        result = execute(cfg, prepared, on_epoch=epoch_printer(cfg))
+        from lstm_exp.record.run_record import signals_kept
+
+        # SIGTERM raises here too, untracked: the run exits 143 and what it started (a native build's
+        # compiler) is stopped on the way out, rather than the process dying at the signal.
+        with signals_kept():
+            result = execute(cfg, prepared, on_epoch=epoch_printer(cfg))
         return JobOutcome(0, "FINISHED", format_report(cfg, result), seconds=time.perf_counter() - start)
 
     from lstm_exp.compute.analyses import layer_pca

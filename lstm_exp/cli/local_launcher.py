@@ -22,7 +22,7 @@ import time
 from hydra.core.utils import JobReturn
 
 from lstm_exp.cli.submitit_array import submit_array
-from lstm_exp.record.run_record import Terminated
+from lstm_exp.record.run_record import Terminated, repeats_ignored
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 30  # for a job to end its run after SIGTERM (one store write; more on a loaded machine)
@@ -43,7 +43,8 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     try:
         return [job.results()[0] for job in jobs]
     except (KeyboardInterrupt, Terminated):  # the sweep is stopped: so are its jobs
-        stop(jobs)
+        with repeats_ignored("stopping the sweep's submitit_local jobs"):
+            stop(jobs)
         raise
 
 

@@ -142,7 +142,7 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         sys.exit(2)
-    except (NotADirectoryError, FileExistsError) as error:
+    except OSError as error:
         refused = output_dir_error(error)
         if refused is None:
             raise

@@ -10,7 +10,9 @@ a FAILED JobReturn whose error says why; the sweeper (lstm_exp.cli.sweep) counts
 the exit status and ends the job's run if the job left it open.
 
 The plugin class Hydra instantiates is hydra_plugins/lstm_exp_slurm_launcher (Hydra takes launchers
-from that package only); its knobs are in conf/hydra/launcher/slurm.yaml.
+from that package only); its knobs are in conf/hydra/launcher/slurm.yaml. The plugin's own
+`hydra/launcher=submitit_slurm` goes through `launch` too (lstm_exp.cli.sweep), with the default grace
+and poll: its launch keeps the job handles to itself, so a stopped sweep could not cancel its jobs.
 """
 
 import getpass
@@ -24,11 +26,13 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf, open_dict
 
 from lstm_exp.cli.submitit_array import submit_array
-from lstm_exp.record.run_record import Terminated
+from lstm_exp.record.run_record import Terminated, repeats_ignored
 
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S = 60  # one squeue / scontrol / scancel call
 CANCEL_TIMEOUT_S = 180  # after scancel, until squeue no longer lists the jobs (Slurm's KillWait is 30 s)
+LOST_JOB_GRACE_S = 60.0  # the preset's lost_job_grace_s, for submitit_slurm (which has no such key)
+POLL_S = 5.0  # the preset's poll_s, likewise
 QUEUE_SILENCE_S = 900  # squeue failing this long (the controller is down) makes every unfinished job lost
 LOST = "left the queue without a result: cancelled, killed, or out of time"
 
@@ -37,23 +41,27 @@ class SlurmJobError(RuntimeError):
     """A sweep's job that Slurm ended without a result from our task."""
 
 
-def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+def launch(launcher, job_overrides, initial_job_idx: int, lost_job_grace_s: float = LOST_JOB_GRACE_S,
+           poll_s: float = POLL_S) -> list[JobReturn]:
     """Submits the batch as one job array, as submitit_slurm does, and waits for it without sacct.
 
     Args:
-        launcher: the `LstmExpSlurmLauncher` (its `params` are submitit_slurm's keys); it is pickled
-            into each job, whose `__call__` is submitit_slurm's.
+        launcher: the `LstmExpSlurmLauncher`, or submitit_slurm's own `SlurmLauncher` (its `params`
+            are submitit_slurm's keys); it is pickled into each job, whose `__call__` is submitit_slurm's.
         job_overrides: each job's overrides.
         initial_job_idx: the number of the batch's first job.
+        lost_job_grace_s: how long a job that squeue no longer lists may take to show its result.
+        poll_s: how often the result files and squeue are looked at.
     """
     jobs = submit_array(launcher, job_overrides, initial_job_idx, "slurm",
                         slurm_max_num_timeout=launcher.params["max_num_timeout"])
     overrides = [list(o) for o in job_overrides]
     numbers = [initial_job_idx + i for i in range(len(overrides))]
     try:
-        return _wait(launcher, jobs, overrides, numbers)
+        return _wait(launcher, jobs, overrides, numbers, lost_job_grace_s, poll_s)
     except (KeyboardInterrupt, Terminated):  # the sweep is stopped: so are its jobs
-        _cancel(jobs)
+        with repeats_ignored("cancelling the sweep's Slurm job array"):
+            _cancel(jobs)
         raise
 
 
@@ -77,7 +85,8 @@ def _cancel(jobs: list) -> None:
               CANCEL_TIMEOUT_S)
 
 
-def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int]) -> list[JobReturn]:
+def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int], lost_job_grace_s: float,
+          poll_s: float) -> list[JobReturn]:
     """Each job's JobReturn, once every job has a result or is lost; logs a line when the counts change."""
     returns: dict[int, JobReturn] = {}
     left_queue: dict[int, float] = {}  # job index -> when squeue first did not list it
@@ -95,7 +104,7 @@ def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int]) 
                 returns[i] = _returned(launcher, job, overrides[i], numbers[i])
             elif queued is not None and job.job_id not in queued:
                 left_queue.setdefault(i, now)
-                if now - left_queue[i] >= launcher.lost_job_grace_s:
+                if now - left_queue[i] >= lost_job_grace_s:
                     returns[i] = _failed(launcher, job, overrides[i], numbers[i],
                                          f"{LOST} (Slurm: {_slurm_state(job)})")
             elif now - last_answer > QUEUE_SILENCE_S:
@@ -111,7 +120,7 @@ def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int]) 
             log.info("Slurm sweep: %s", ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
         if len(returns) == len(jobs):
             return [returns[i] for i in range(len(jobs))]
-        time.sleep(launcher.poll_s)
+        time.sleep(poll_s)
 
 
 def _queued() -> set[str] | None:

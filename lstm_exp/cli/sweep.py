@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lstm_exp.cli.handover import hand_over
 from lstm_exp.cli.job import JobOutcome
-from lstm_exp.cli.output_dirs import check_output_dir
+from lstm_exp.cli.output_dirs import make_output_dir, unwritable
 from lstm_exp.cli.report import format_sweep_table, job_overrides, sweep_counts
 from lstm_exp.cli.sweep_grid import job_batches, params_overrides
 from lstm_exp.config.launcher_validate import validate_launcher
@@ -35,10 +35,11 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
     overrides = parser.parse_overrides([*params_overrides(sweeper.params), *arguments])
     batches = job_batches(overrides, sweeper.max_batch_size)
     total = sum(len(batch) for batch in batches)
-    check_output_dir("hydra.sweep.dir", config.hydra.sweep.dir)
-    sweep_dir = Path(config.hydra.sweep.dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    sweep_dir = make_output_dir("hydra.sweep.dir", str(config.hydra.sweep.dir))
+    try:
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    except OSError as error:  # a full disk, a read-only filesystem: before the parent run opens
+        raise unwritable("hydra.sweep.dir", str(config.hydra.sweep.dir), error) from None
 
     parent = _open_parent(config, total)
     outcomes: list[JobOutcome] = []
@@ -65,17 +66,25 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
 
 
 def _launch(launcher, batch, first: int) -> list:
-    """The launcher's `launch`; for submitit_local, ours, which stops the jobs if the sweep is stopped.
+    """The launcher's `launch`; for the submitit plugin's own launchers, ours, which stop the jobs if
+    the sweep is stopped.
 
-    Hydra's basic launcher runs the jobs in this process (the interrupt reaches them), joblib kills its
-    workers when its wait is interrupted, and the Slurm launcher is ours (it cancels the job array).
+    Hydra's basic launcher runs the jobs in this process (the interrupt reaches them) and joblib kills
+    its workers when its wait is interrupted. The plugin's `submitit_local` and `submitit_slurm` wait
+    in a launch that keeps the job handles to itself: stopped, the sweep would leave its jobs running.
+    Ours submit the same jobs and, stopped, signal the controllers or cancel the job array; `slurm`
+    (our preset) already is ours.
     """
-    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 
     if type(launcher) is LocalLauncher:
         from lstm_exp.cli import local_launcher
 
         return local_launcher.launch(launcher, batch, first)
+    if type(launcher) is SlurmLauncher:
+        from lstm_exp.cli import slurm_launcher
+
+        return slurm_launcher.launch(launcher, batch, first)
     return launcher.launch(batch, initial_job_idx=first)
 
 

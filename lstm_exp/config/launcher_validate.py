@@ -8,6 +8,7 @@ launching process, before its parent run is opened.
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
@@ -57,6 +58,32 @@ LIMITS = {
 }
 
 
+# joblib's settings that are words, not numbers: each reached joblib's own traceback once the sweep had
+# started (`pre_dispatch` is even evaluated by joblib as a Python expression of n_jobs).
+CHOICES = {
+    "backend": (None, "loky", "multiprocessing", "sequential", "threading"),
+    "prefer": ("processes", "threads"),
+    "require": (None, "sharedmem"),
+    "mmap_mode": ("r+", "r", "w+", "c"),
+}
+_PRE_DISPATCH = re.compile(r"all|[1-9]\d{0,6}|([1-9]\d{0,3}\s*\*\s*)?n_jobs")
+_NBYTES = re.compile(r"\d{1,12}[KMG]?")
+
+
+def _check_joblib_words(launcher: DictConfig) -> None:
+    for key, choices in CHOICES.items():
+        if key in launcher and launcher[key] not in choices:
+            allowed = "one of " + ", ".join("null" if c is None else c for c in choices)
+            raise ConfigError(f"hydra.launcher.{key}", launcher[key], allowed)
+    if "pre_dispatch" in launcher and not _PRE_DISPATCH.fullmatch(str(launcher.pre_dispatch)):
+        raise ConfigError("hydra.launcher.pre_dispatch", launcher.pre_dispatch,
+                          "all, a positive integer, or n_jobs times one (e.g. 2*n_jobs)")
+    nbytes = launcher.get("max_nbytes")
+    if nbytes is not None and not _NBYTES.fullmatch(str(nbytes)):
+        raise ConfigError("hydra.launcher.max_nbytes", nbytes,
+                          "null, or a size in bytes, optionally with K, M or G (e.g. 1M)")
+
+
 def _check(key: str, value: object, limit: Limit) -> None:
     if value is None and limit.nullable:
         return
@@ -77,7 +104,7 @@ def _check_n_jobs(value: object, cpus: int) -> None:
 
 
 def validate_launcher(launcher: DictConfig) -> None:
-    """Checks every numeric setting of `hydra.launcher` that the chosen launcher has.
+    """Checks every numeric setting of `hydra.launcher` that the chosen launcher has, and joblib's words.
 
     Raises:
         ConfigError: naming the first setting out of range, its value and the range.
@@ -88,6 +115,7 @@ def validate_launcher(launcher: DictConfig) -> None:
     """
     if "n_jobs" in launcher:
         _check_n_jobs(launcher.n_jobs, os.cpu_count() or 1)
+        _check_joblib_words(launcher)
     if launcher.get("batch_size", "auto") != "auto":  # joblib: "auto" or jobs per batch
         _check("batch_size", launcher.batch_size, Limit(1, 1_000_000))
     for key, limit in LIMITS.items():

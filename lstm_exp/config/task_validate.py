@@ -63,7 +63,8 @@ def validate_task(task, model_spec: ModelSpec) -> None:
     ):
         raise ConfigError("task.pulse_prob", task.pulse_prob, "a probability in (0, 1]")
     if (train + val) * steps * width > MAX_DATA_FLOATS:
-        raise ConfigError("task.train_size", train,
+        key, size = ("task.val_size", val) if val > train else ("task.train_size", train)  # the larger one
+        raise ConfigError(key, size,
                           f"a size whose inputs fit in {MAX_DATA_FLOATS} floats: (train_size + val_size) "
                           f"* timesteps * {width} features is {(train + val) * steps * width}")
     if model_spec.bidirectional and task.name in CAUSAL_TASKS:

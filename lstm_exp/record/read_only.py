@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from lstm_exp.errors import ConfigError
-from lstm_exp.record.store import check_reachable
+from lstm_exp.record.store import LOCKED, check_reachable
 
 KEY = "--tracking-uri"
 
@@ -35,6 +35,12 @@ def check_readable(uri: str, timeout_s: float) -> None:
         raise ConfigError(KEY, uri, "an existing MLflow store (no such SQLite file)")
     tables, revisions = _read_schema(uri, timeout_s)
     _check_schema(uri, tables, revisions)
+
+
+def locked_store_error(uri: str, timeout_s: float) -> ConfigError:
+    """The one line for a store another process kept locked while a read-only command waited for it."""
+    return ConfigError(KEY, uri, f"a store that no other process holds locked (another process held a "
+                       f"lock on it for all of {timeout_s:g} s; retry when it is done)")
 
 
 def _read_only_engine(uri: str, timeout_s: float):
@@ -69,6 +75,8 @@ def _read_schema(uri: str, timeout_s: float) -> tuple[set[str], list[str]]:
             connection.rollback()
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as error:
         reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+        if LOCKED in reason:  # SQLite waited `timeout_s` for another process's lock, quietly
+            raise locked_store_error(uri, timeout_s) from None
         raise ConfigError(KEY, uri, f"an MLflow store that can be read ({reason})") from None
     finally:
         engine.dispose()

@@ -140,7 +140,8 @@ class RunRecord:
             error = error or late
         if self.status is None:
             status, reason = _status_of(error) if error else ("FAILED", "the run ended without its results")
-            self._end_anyway(status, reason, self.orphans_reason)
+            with repeats_ignored(f"ending run {self.run_id} {status}"):
+                self._end_anyway(status, reason, self.orphans_reason)
         return False
 
 
@@ -189,3 +190,25 @@ def signals_kept():
         sys.unraisablehook = previous_hook
     if seen:  # reached only when the block ended normally despite the interrupt
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def repeats_ignored(what: str):
+    """Ctrl-C and SIGTERM are logged and ignored while `what` (a stop already under way) finishes.
+
+    A second signal that cut a stop short would leave what it was stopping as it was: jobs still
+    running after their sweep exited, a run left RUNNING. Every stop it shields has a bounded wait.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def again(signum, frame):
+        log.warning("%s: %s ignored until that is done", what, signal.Signals(signum).name)
+
+    previous = {number: signal.signal(number, again) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

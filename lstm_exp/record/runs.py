@@ -4,8 +4,8 @@ import re
 from pathlib import Path
 
 from lstm_exp.errors import ConfigError
-from lstm_exp.record.read_only import check_readable
-from lstm_exp.record.store import default_store_uri
+from lstm_exp.record.read_only import check_readable, locked_store_error
+from lstm_exp.record.store import StoreLocked, default_store_uri, quiet_lock_retries, retry_locked
 
 OPEN_TIMEOUT_S = 15  # bound on reaching a server or a database
 MAX_RUNS = 1000  # rows listed; a store with more wants a --filter
@@ -28,7 +28,14 @@ def open_store(uri: str | None):
 
     uri = default_store_uri(uri)
     check_readable(uri, timeout_s=OPEN_TIMEOUT_S)
-    return MlflowClient(tracking_uri=uri), uri
+    # MLflow opens its store in the constructor: a writer that took the lock after the check is waited
+    # for here, quietly, and does not end the command with MLflow's "database is locked" traceback.
+    quiet_lock_retries()
+    try:
+        client = retry_locked(lambda: MlflowClient(tracking_uri=uri), within_s=OPEN_TIMEOUT_S)
+    except StoreLocked:
+        raise locked_store_error(uri, OPEN_TIMEOUT_S) from None
+    return client, uri
 
 
 def quote_dotted_names(text: str) -> str:

@@ -142,6 +142,10 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
         ConfigError: the store cannot be opened, or the experiment exists but is deleted.
     """
     check_reachable(uri, timeout_s)
+    if uri.startswith("sqlite:///") and Path(uri[len("sqlite:///") :]).is_dir():
+        # MLflow would retry opening a folder as a database for ~100 s, logging a warning each time.
+        raise ConfigError("tracking.uri", uri, "a SQLite database file, or a path where one can be made "
+                          "(that path is a folder)")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -171,8 +175,9 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
         return client, get_or_create(client)
 
     try:
+        deadline = time.monotonic() + timeout_s  # one wait in all, for the lock file and the database
         with sqlite_file_lock(uri, timeout_s):  # the first request creates and migrates a fresh database
-            return retry_locked(connect, within_s=timeout_s)
+            return retry_locked(connect, within_s=max(deadline - time.monotonic(), 0.0))
     except ConfigError:
         raise
     except StoreLocked:
@@ -189,7 +194,8 @@ def sqlite_file_lock(uri: str, timeout_s: float):
     The lstm_exp processes of a machine take turns through it where two writers would collide: the
     first opening of a fresh database (two processes migrating it at once both fail and can leave it
     half-migrated for good) and a run's end (its read-then-write must not interleave with another's).
-    The lock goes with the open file, so a holder that dies releases it.
+    The lock goes with the open file, so a holder that dies releases it; one that was stopped (Ctrl-Z)
+    or wedged keeps it, so it is waited for at most `timeout_s`, quietly.
 
     Raises:
         StoreLocked: another process held the lock for all of `timeout_s`.
@@ -200,15 +206,15 @@ def sqlite_file_lock(uri: str, timeout_s: float):
     lock = Path(uri[len("sqlite:///") :] + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
-    with lock.open("a") as handle:
+    with lock.open("a") as handle:  # released when the file closes
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StoreLocked(f"{lock} stayed locked for {timeout_s:g} s") from None
-                time.sleep(0.01)
+                if time.monotonic() >= deadline:
+                    raise StoreLocked(f"{lock} held by another process for {timeout_s:g} s") from None
+                time.sleep(0.05)
         yield
 
 

@@ -19,10 +19,12 @@ bytes (``lstm_exp_native_isa`` in ``lstm_kernel.cc``) so that no library is load
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ BASE_FLAGS = ("-O3", "-ffp-contract=fast")
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
 NATIVE = ("-march=native",)
 _ISA_MARK = re.compile(rb"lstm_exp_native_isa=(\w+)\0")
+_LINKER_STATUS = re.compile(r"^collect2: error: ld returned \d+ exit status$")
 
 
 class NativeBuildError(RuntimeError):
@@ -115,11 +118,32 @@ def _reason(cxx: str, proc: subprocess.CompletedProcess) -> str:
     lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
     if not lines:
         return f"{cxx!r} exited with status {proc.returncode} and printed nothing"
-    # g++ prints the include trail first and the notes after; "error:" marks the cause.
+    # g++ prints the include trail first and the notes after; "error:" marks the cause. collect2's
+    # "ld returned 1 exit status" only repeats the status: the linker's own line (a full disk's "final
+    # link failed: No space left on device", an undefined symbol) says why.
+    lines = [line for line in lines if not _LINKER_STATUS.search(line)] or lines
     cause = next((line for line in lines if re.search(r"\berror:", line)), lines[-1])
     # The file's folders (TensorFlow's include tree, often 200 characters) say nothing the name does not.
     cause = re.sub(r"(?<!\S)/\S*/([^/\s]+:\d+(:\d+)?:)", r"\1", cause)
     return f"{cxx!r} exited with status {proc.returncode}: {cause[:400]}"
+
+
+def _run_compiler(command: list[str], timeout_s: float) -> subprocess.CompletedProcess:
+    """Runs the compiler in a process group of its own, killed whole on a timeout, Ctrl-C or SIGTERM.
+
+    g++ runs cc1plus, as and ld as its children: killing g++ alone (what `subprocess.run` does) left
+    them compiling after the run had ended.
+    """
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except BaseException:  # the timeout, or the run being stopped: nothing of the build outlives it
+            with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def compile_widest(cxx: str, target: Path, arch: tuple[str, ...] = NATIVE) -> Build:
@@ -135,11 +159,15 @@ def compile_widest(cxx: str, target: Path, arch: tuple[str, ...] = NATIVE) -> Bu
     deadline = time.monotonic() + BUILD_TIMEOUT_S
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     for flags in flag_ladder(arch):
+        if time.monotonic() >= deadline:  # a compiler that hangs costs BUILD_TIMEOUT_S once, not per flag set
+            failures.append(f"{describe_flags(flags)}: not tried, the build's {BUILD_TIMEOUT_S} s were spent")
+            continue
         try:
-            proc = subprocess.run(compile_command(cxx, flags, partial), capture_output=True, text=True,
-                                  timeout=max(1.0, deadline - time.monotonic()))
+            proc = _run_compiler(compile_command(cxx, flags, partial), deadline - time.monotonic())
             reason = "" if proc.returncode == 0 else _reason(cxx, proc)
-        except (OSError, subprocess.TimeoutExpired) as err:
+        except subprocess.TimeoutExpired:  # its text would repeat the whole command line
+            reason = f"{cxx!r} did not finish within the build's {BUILD_TIMEOUT_S} s (killed)"
+        except OSError as err:
             reason = f"{type(err).__name__}: {err}"
         if not reason:
             try:
