@@ -69,14 +69,15 @@ class RunRecord:
         args = vars(request)
         recorder = hasattr(store, "begin_open")  # then the store opens while `meanwhile` runs here
         # SIGTERM is ours from the moment the run may exist (a launcher may have set its own handler).
-        with signals_kept():
+        with signals_kept() as seen:
             pending = store.begin_open(**args) if recorder else None
             opened = None if recorder else store.open(**args)
             try:
                 if meanwhile:
                     meanwhile()
             except BaseException as error:
-                cls._end_opened(store, request, opened or store.finish_open(pending), error)
+                cls._end_opened(store, request, opened or store.finish_open(pending),
+                                signal_error(seen) or error)
                 raise
             try:
                 opened = opened or store.finish_open(pending)
@@ -132,16 +133,22 @@ class RunRecord:
         return self
 
     def __exit__(self, kind, error, traceback) -> bool:
+        stopped = None  # a signal whose own exception was lost, or made into another by a library
         try:
             self._signals.close()
         except (KeyboardInterrupt, Terminated) as late:  # a signal that came while the block finished
             if self.status == "FINISHED":
                 raise
-            error = error or late
+            if not isinstance(error, (KeyboardInterrupt, Terminated)):
+                stopped = late
         if self.status is None:
-            status, reason = _status_of(error) if error else ("FAILED", "the run ended without its results")
+            ended_by = stopped or error
+            status, reason = (_status_of(ended_by) if ended_by
+                              else ("FAILED", "the run ended without its results"))
             with repeats_ignored(f"ending run {self.run_id} {status}"):
                 self._end_anyway(status, reason, self.orphans_reason)
+        if stopped is not None:
+            raise stopped from error
         return False
 
 
@@ -155,22 +162,27 @@ def _status_of(error: BaseException) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def signals_kept():
-    """SIGTERM raises `Terminated`; a Ctrl-C that Python dropped is raised after the block.
+    """SIGTERM raises `Terminated`, Ctrl-C KeyboardInterrupt; a signal whose exception was lost is
+    raised when the block ends. Yields the signals seen so far (`signal_error` turns them into that
+    exception).
 
     A KeyboardInterrupt raised inside a finalizer (a garbage-collected weakref callback, as SQLAlchemy
-    and TensorFlow leave many) is printed as "Exception ignored" and lost; the run would go on.
+    and TensorFlow leave many) is printed as "Exception ignored" and lost; one raised inside a C
+    extension's initialisation comes out as an ImportError (pybind11 wraps it so, importing Keras'
+    `optree`). Either way the run would go on, or fail for the wrong reason, as if never stopped.
     """
     # Signals reach the main thread only; a handler other than Python's own is left to its owner.
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield []
         return
-    seen = []
+    seen: list[int] = []
 
     def interrupt(signum, frame):
         seen.append(signum)
         raise KeyboardInterrupt
 
     def terminate(signum, frame):
+        seen.append(signum)
         raise Terminated()
 
     def unraisable(info):  # the dropped interrupt is raised below; its traceback is noise
@@ -182,14 +194,25 @@ def signals_kept():
     previous_term = signal.signal(signal.SIGTERM, terminate)
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
-        yield
+        yield seen
+    except BaseException as error:
+        if seen and not isinstance(error, (KeyboardInterrupt, Terminated)):
+            raise signal_error(seen) from error  # the stop, not what a library made of it, ends the block
+        raise
     finally:
         if own_sigint:
             signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
         sys.unraisablehook = previous_hook
-    if seen:  # reached only when the block ended normally despite the interrupt
-        raise KeyboardInterrupt
+    if seen:  # reached only when the block ended normally despite the signal
+        raise signal_error(seen)
+
+
+def signal_error(seen: list[int]) -> BaseException | None:
+    """The exception the first signal in `seen` raises (KeyboardInterrupt or `Terminated`), or None."""
+    if not seen:
+        return None
+    return KeyboardInterrupt() if seen[0] == signal.SIGINT else Terminated()
 
 
 @contextlib.contextmanager
