@@ -7,7 +7,7 @@ A sweep's jobs use it directly; a single run reaches the same methods through th
 import logging
 from pathlib import Path
 
-from lstm_exp.record import store
+from lstm_exp.record import store, store_locks
 from lstm_exp.record.run_end import RunEnded, check_running, end_if_running
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class LocalStore:
         if uri not in self._clients:
             from mlflow.tracking import MlflowClient
 
-            store.quiet_lock_retries()
+            store_locks.quiet_lock_retries()
             self._clients[uri] = MlflowClient(tracking_uri=uri)
         return self._clients[uri]
 
@@ -47,8 +47,8 @@ class LocalStore:
             if parent:
                 tags = {**tags, "mlflow.parentRunId": parent}
             run_id = store.start_run(client, experiment_id, name, tags, timeout_s)
-        except store.StoreLocked:
-            raise store.locked_store_error(uri, "tracking.uri", timeout_s) from None
+        except store_locks.StoreLocked:
+            raise store_locks.locked_store_error(uri, "tracking.uri", timeout_s) from None
         return {"run_id": run_id, "experiment_id": experiment_id, "skipped": False}
 
     def log(self, uri: str, run_id: str, folder: str, metrics: list, params: dict[str, str],

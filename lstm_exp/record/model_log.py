@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_exp.record.artifacts import MODEL_FILE
-from lstm_exp.record.store import retry_locked
+from lstm_exp.record.store_locks import retry_locked
 
 MODEL_NAME = "model"  # `runs:/<run id>/model`
 

@@ -16,7 +16,8 @@ import sqlite3
 from pathlib import Path
 
 from lstm_exp.errors import ConfigError
-from lstm_exp.record.store import LOCKED, check_reachable
+from lstm_exp.record.store import check_reachable
+from lstm_exp.record.store_locks import LOCKED
 
 KEY = "--tracking-uri"
 

@@ -12,7 +12,8 @@ further by ending its children only once the jobs it launched are gone.
 
 import logging
 
-from lstm_exp.record.store import TAG_PREFIX, retry_locked, sqlite_file_lock
+from lstm_exp.record.store import TAG_PREFIX
+from lstm_exp.record.store_locks import retry_locked, sqlite_file_lock
 
 log = logging.getLogger(__name__)
 LOCK_TIMEOUT_S = 60  # the lock is held for one read and one write; a holder that dies releases it

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.read_only import check_readable, locked_store_error
-from lstm_exp.record.store import StoreLocked, default_store_uri, quiet_lock_retries, retry_locked
+from lstm_exp.record.store import default_store_uri
+from lstm_exp.record.store_locks import StoreLocked, quiet_lock_retries, retry_locked
 
 OPEN_TIMEOUT_S = 15  # bound on reaching a server or a database
 MAX_RUNS = 1000  # rows listed; a store with more wants a --filter

@@ -4,7 +4,7 @@ import csv
 import tempfile
 from pathlib import Path
 
-from lstm_exp.record.store import retry_locked
+from lstm_exp.record.store_locks import retry_locked
 
 TABLE = "sweep_summary.json"
 
