@@ -209,6 +209,10 @@ def _stop(cluster: Cluster) -> list[tuple[int, str]]:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             cluster.command("scancel", "--full", "--user", getpass.getuser(), check=False)
             cluster.wait_for(lambda: not cluster.jobs(), "every job gone after scancel", STOP_TIMEOUT_S)
+            # squeue drops a job before its batch step has told slurmctld it completed; a step whose
+            # controller is gone retries that report well past STOP_TIMEOUT_S, so the daemons wait for it.
+            cluster.wait_for(lambda: not any("slurmstepd" in command for _, command in _leftovers(cluster)),
+                             "every job step gone after scancel", STOP_TIMEOUT_S)
     for process in reversed(list(cluster.processes.values())):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
