@@ -16,14 +16,19 @@ os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from lstm_exp.config.compose import compose  # noqa: E402
+from lstm_exp.config.experiment import parse  # noqa: E402
 from lstm_exp.errors import ConfigError  # noqa: E402
 
 
 def execute(cfg):
-    """Runs a composed config and returns its `Result` (see `lstm_exp.compute.runner.execute`)."""
+    """Parses and runs a composed config; returns its `Result` (see `lstm_exp.compute.runner.execute`).
+
+    Raises:
+        ConfigError: a key of `cfg` at fault, or an input file that cannot be used.
+    """
     from lstm_exp.compute.runner import execute as run
 
-    return run(cfg)
+    return run(parse(cfg))
 
 
-__all__ = ["ConfigError", "compose", "execute"]
+__all__ = ["ConfigError", "compose", "execute", "parse"]

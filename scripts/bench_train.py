@@ -43,8 +43,8 @@ def bench_train(smoke: bool) -> dict:
     from lstm_exp.compute.initializers import initial_weights
     from lstm_exp.compute.tf_runtime import quiet_native_stderr
     from lstm_exp.compute.training import Trainer, readout_weights
+    from lstm_exp.config.specs import ModelSpec
     from lstm_exp.config.task_schema import TaskConfig
-    from lstm_exp.config.validate import ModelSpec
 
     size = SIZES["smoke" if smoke else "full"]
     task = OmegaConf.structured(TaskConfig(name="adding", epochs=1, learning_rate=0.01,

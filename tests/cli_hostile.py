@@ -49,7 +49,8 @@ NUMBERS = st.one_of(st.sampled_from(NON_FINITE + HUGE),
 # Output files: missing folders, unknown or missing extensions, folders, unwritable places, unicode.
 OUT_FOLDERS = st.sampled_from(["", "missing/", "missing/deeper/", "/proc/", "/", "./", "日本/", "a b/"])
 OUT_NAMES = st.sampled_from(["out", "out.", ".npz", "out.npz", "OUT.NPZ", "out.png", "out.PDF", "out.svg",
-                             "out.txt", "out.npz.bak", "out.xyz", "out.pgf", "é.png", "..", "."])
+                             "out.txt", "out.npz.bak", "out.xyz", "out.pgf", "é.png", "..", ".", "out.html",
+                             "OUT.HTML", "out.htm"])
 OUT_FILES = st.builds(lambda folder, name: folder + name, OUT_FOLDERS, OUT_NAMES)
 RUN_REFS = st.one_of(st.sampled_from(["RUN_ID", "PREFIX", "0", "f", "%", "'", "_", "' OR 1=1 --",
                                       "0" * 32, "g" * 32, "ffffffffffffffffffffffffffffffffff"]), TEXT)
@@ -68,8 +69,8 @@ def strategy_for(action: argparse.Action) -> st.SearchStrategy[str]:
 
 
 def printed_paths(stdout: str) -> list[str]:
-    """The files a command says it wrote: `wrote PATH (...)` and `plot: PATH` lines."""
-    return re.findall(r"^(?:wrote (.+) \(\w+ layout\)|plot: (.+))$", stdout, re.MULTILINE)
+    """The files a command says it wrote: `wrote PATH (...)`, `plot: PATH` and `report: PATH` lines."""
+    return re.findall(r"^(?:wrote (.+) \(\w+ layout\)|plot: (.+)|report: (.+))$", stdout, re.MULTILINE)
 
 
 def check_one_line(status: int, stderr: str, allowed: tuple[int, ...] = (0, 2)) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real composed config, the real CLI in a subprocess, a temporary MLflow store."""
+"""Shared fixtures: the real composed config, the real CLI in a subprocess or in this process, a temporary
+MLflow store."""
 
 import contextlib
 import os
@@ -8,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import processes
 import pytest
+from faults import on_python_path
 
 import lstm_exp
 
@@ -27,10 +30,26 @@ def store(tmp_path):
     return tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.fixture(scope="session")
+def stacked_run_original(tmp_path_factory):
+    """The session's one recorded `model=stacked` run (tests/recorded_run.py); tests take copies of it."""
+    from recorded_run import STACKED, record  # here, not at the top: recorded_run imports run_cli from here
+
+    return record(tmp_path_factory.mktemp("stacked-run"), *STACKED)
+
+
+@pytest.fixture
+def stacked_run(stacked_run_original, tmp_path):
+    """This test's own copy of the session's recorded run, free to read, write or alter."""
+    from recorded_run import copy_run
+
+    return copy_run(stacked_run_original, tmp_path / "recorded")
+
+
 def run_cli(*args: str, cwd: Path, module: str = "lstm_exp.run", env: dict | None = None,
             timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
-    """Runs `python -m <module> args` as a user would, from `cwd`."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    """Runs `python -m <module> args` as a user would, from `cwd` (its jobs can import `faults`)."""
+    full_env = on_python_path({**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     full_env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
@@ -43,28 +62,27 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
+def run_in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    """`lstm_exp.cli.run.main()` in this process with `sys.argv` patched: (exit status, stderr).
+
+    Milliseconds per call where the CLI would take seconds; for cases refused before any computation.
+    """
+    from lstm_exp.cli import run
+
+    # Hydra's logging.config.dictConfig would close every existing handler, absl's too (TensorFlow,
+    # imported by other test modules), and with it the stream pytest captured when absl was imported.
+    logging_off = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
+    monkeypatch.setattr(sys, "argv", ["lstm-exp", *args, *logging_off])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # main() sets it; monkeypatch restores it
+    with pytest.raises(SystemExit) as stop:
+        run.main()
+    return stop.value.code, capsys.readouterr().err
+
+
 # Every process the suite starts inherits this mark, daemons that re-parent themselves included; at the
 # end, any process still carrying it was leaked by a test, and fails the session.
 SESSION_MARK = "LSTM_EXP_TEST_SESSION"
 LEAK_GRACE_S = 15  # processes that are already exiting get this long to go
-
-
-def marked_processes(mark: bytes) -> list[tuple[int, str]]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        pid = int(entry.name)
-        if pid == os.getpid():
-            continue
-        try:
-            if mark not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if state != "Z":
-            found.append((pid, command[:160]))
-    return found
 
 
 def pytest_sessionstart(session):
@@ -72,14 +90,14 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    mark = f"{SESSION_MARK}={os.environ.get(SESSION_MARK, '')}".encode()
+    mark = f"{SESSION_MARK}={os.environ.get(SESSION_MARK, '')}"
     deadline = time.monotonic() + LEAK_GRACE_S
-    while (left := marked_processes(mark)) and time.monotonic() < deadline:
+    while (left := processes.with_environment(mark)) and time.monotonic() < deadline:
         time.sleep(0.5)
     if left:
-        lines = "\n".join(f"  pid {pid}: {command}" for pid, command in left)
+        lines = "\n".join(f"  pid {p.pid}: {p.command[:160]}" for p in left)
         print(f"\nthe test session leaked {len(left)} process(es); killing them:\n{lines}", file=sys.stderr)
-        for pid, _ in left:
+        for p in left:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(p.pid, signal.SIGKILL)
         session.exitstatus = 1

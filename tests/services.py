@@ -1,5 +1,6 @@
 """Real services for tests: an `mlflow server` and a private PostgreSQL cluster, each started in its own
-process group and stopped as a whole, plus the one copy of the port and process-group helpers.
+process group and stopped as a whole, plus the one copy of the port and process-group helpers
+(the group's members come from tests/processes.py).
 
 Users start the same server with MLflow's own command (README, "Sharing runs"); nothing here wraps it
 for them.
@@ -18,6 +19,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from processes import group_members
+
 START_TIMEOUT_S = 180  # schema migrations on a busy 2-core machine included
 STOP_TIMEOUT_S = 30
 PG_BIN = Path("/usr/lib/postgresql")
@@ -30,26 +33,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def group_alive(pgid: int) -> list[int]:
-    """Live (non-zombie) members of process group `pgid`."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
 def stop_group(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM to the whole process group, SIGKILL to what is left after `timeout_s`; then reaped."""
     pgid = process.pid
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while group_alive(pgid) and time.monotonic() < deadline:
+    while group_members(pgid) and time.monotonic() < deadline:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=0.2)
     with contextlib.suppress(ProcessLookupError):
@@ -77,9 +67,11 @@ def mlflow_command() -> str:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, folder: Path, *extra: str, ui: bool = False) -> Iterator[str]:
+def mlflow_server(backend_uri: str, folder: Path, *extra: str, ui: bool = False,
+                  env: dict[str, str] | None = None) -> Iterator[str]:
     """`mlflow server` (or, with `ui`, `mlflow ui` as the README starts it) on 127.0.0.1 with a free
-    port; a server keeps artifacts under `folder`. Yields its URL; stops its whole process group."""
+    port; a server keeps artifacts under `folder`; `env` is added to its environment (the basic-auth
+    app's config file, say). Yields its URL; stops its whole process group."""
     port = free_port()
     log = folder / f"mlflow-{port}.log"
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,7 +80,8 @@ def mlflow_server(backend_uri: str, folder: Path, *extra: str, ui: bool = False)
     if not ui:
         command += ["--artifacts-destination", str(folder / "artifacts")]
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, log)

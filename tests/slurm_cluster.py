@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processes import Process, with_environment
 from services import free_port
 
 PACKAGES = "slurmctld slurmd slurm-client slurmdbd munge mariadb-server"
@@ -184,26 +185,12 @@ def _node_idle(cluster: Cluster) -> bool:
     return out[-1:] == ["idle"] if out else False
 
 
-def _leftovers(cluster: Cluster) -> list[tuple[int, str]]:
+def _leftovers(cluster: Cluster) -> list[Process]:
     """Live processes started for this cluster: its daemons, their job steps and the jobs' processes."""
-    marks = {f"{CLUSTER_MARK}={cluster.folder}".encode(), f"SLURM_CONF={cluster.env['SLURM_CONF']}".encode()}
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        if int(entry.name) == os.getpid():
-            continue
-        try:
-            if not marks & set((entry / "environ").read_bytes().split(b"\0")):
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        found.append((int(entry.name), command[:160]))
-    return found
+    return with_environment(f"{CLUSTER_MARK}={cluster.folder}", f"SLURM_CONF={cluster.env['SLURM_CONF']}")
 
 
-def _stop(cluster: Cluster) -> list[tuple[int, str]]:
+def _stop(cluster: Cluster) -> list[Process]:
     """Cancels every job, stops the daemons newest first; returns the processes that had to be killed."""
     if "slurmctld" in cluster.processes and cluster.processes["slurmctld"].poll() is None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
@@ -211,7 +198,7 @@ def _stop(cluster: Cluster) -> list[tuple[int, str]]:
             cluster.wait_for(lambda: not cluster.jobs(), "every job gone after scancel", STOP_TIMEOUT_S)
             # squeue drops a job before its batch step has told slurmctld it completed; a step whose
             # controller is gone retries that report well past STOP_TIMEOUT_S, so the daemons wait for it.
-            cluster.wait_for(lambda: not any("slurmstepd" in command for _, command in _leftovers(cluster)),
+            cluster.wait_for(lambda: not any("slurmstepd" in p.command for p in _leftovers(cluster)),
                              "every job step gone after scancel", STOP_TIMEOUT_S)
     for process in reversed(list(cluster.processes.values())):
         with contextlib.suppress(ProcessLookupError):
@@ -225,9 +212,9 @@ def _stop(cluster: Cluster) -> list[tuple[int, str]]:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while (left := _leftovers(cluster)) and time.monotonic() < deadline:
         time.sleep(0.5)
-    for pid, _ in left:
+    for p in left:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(p.pid, signal.SIGKILL)
     return left
 
 
@@ -277,5 +264,5 @@ def slurm_cluster(folder: Path, accounting: bool = True) -> Iterator[Cluster]:
     finally:
         left = _stop(cluster)
     if left:
-        lines = "\n".join(f"  pid {pid}: {command}" for pid, command in left)
+        lines = "\n".join(f"  pid {p.pid}: {p.command[:160]}" for p in left)
         raise RuntimeError(f"the Slurm test cluster left {len(left)} process(es) behind (killed):\n{lines}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from conftest import run_cli
+from faults import fault_overrides
 
 HTTP_TIMEOUT_S = 15  # one REST call
 
@@ -19,7 +20,7 @@ HTTP_TIMEOUT_S = 15  # one REST call
 # compares their arrays. Each sweep runs once per session (they cost tens of seconds each).
 CONFIG = ("model=stacked", "input=random", "input.initial_state=random")
 JOBLIB_SWEEP = ("hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *CONFIG, "seed=range(0,12)")
-SUBMITIT_SWEEP = ("hydra/launcher=submitit_local", *CONFIG, "seed=0", "run.inject_fault=null,forward")
+SUBMITIT_SWEEP = ("hydra/launcher=submitit_local", *CONFIG, "seed=0,1", *fault_overrides(forward=[1]))
 
 
 @dataclass

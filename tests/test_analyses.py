@@ -10,7 +10,7 @@ import lstm_exp
 from lstm_exp.compute.analyses import MAX_TIMESCALE, cell_states, pca_trajectories, state_analyses
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.reference import reference_forward
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config.specs import ModelSpec
 
 LSTM1 = ModelSpec("lstm", (1,))
 

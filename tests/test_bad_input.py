@@ -6,7 +6,6 @@ command in a subprocess and also check its peak memory, so a refused size is ref
 """
 
 import contextlib
-import io
 import os
 import sqlite3
 import struct
@@ -16,11 +15,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import CLI_TIMEOUT
+from conftest import CLI_TIMEOUT, run_in_process
+from raw_files import TF1_BIAS, TF1_KERNEL, npy_bytes, npy_with_header, write_checkpoint, zip_bytes
 
-from lstm_exp.cli import run
-
-PEAK_RSS_MB = 400  # the CLI failing early needs ~100 MB; the refused config would need ~1.3 GB
+PEAK_RSS_MB = 400  # the CLI failing early needs ~100 MB; the refused config would need ~1.6 GB
 BIG = "input=random input.batch=64 input.timesteps=20000 input.features=64 run.max_memory_gb=0.5"
 
 # (id, overrides, the key the line must name, how: "cli" = subprocess, "" = in-process)
@@ -49,7 +47,7 @@ CASES = [
     ("units-huge", f"model.units=[{10**9}]", "model.units[0]", "cli"),
     ("units-float", "model.units=[2.5]", "model.units[0]", ""),
     ("units-empty", "model.units=[]", "model.units", ""),
-    ("too-big-for-memory", BIG, "run.max_memory_gb=0.5; this one needs about 1.3 GB", "cli"),
+    ("too-big-for-memory", BIG, "run.max_memory_gb=0.5; this one needs about 1.6 GB", "cli"),
     ("unknown-key", "foo=1", "foo", ""),
     ("unknown-group", "model=nope", "model", "cli"),
     ("seed-text", "seed=abc", "seed", "cli"),
@@ -63,7 +61,7 @@ CASES = [
     ("initial-state", "input.initial_state=bogus", "input.initial_state", ""),
     ("repeat-negative", "run.repeat=-1", "run.repeat", ""),
     ("memory-limit-zero", "run.max_memory_gb=0", "run.max_memory_gb", ""),
-    ("fault-unknown", "run.inject_fault=boom", "run.inject_fault", ""),
+    ("fault-not-a-key", "run.inject_fault=forward", "run.inject_fault", ""),  # tests/faults.py injects them
     ("uri-scheme", "tracking.uri=ftp://example.org/x", "tracking.uri", ""),
     ("experiment-empty", "tracking.experiment=", "tracking.experiment", ""),
     ("timeout-negative", "tracking.timeout_s=-1", "tracking.timeout_s", ""),
@@ -173,45 +171,10 @@ CASES = [
     ("sweep-interval", "-m seed=interval(0,1)", "seed", ""),
 ]
 
-# The tutorial's default model (LSTM 4 on F=6): its tf1 kernel is (F + H, 4H) = (10, 16).
-TF1_KERNEL, TF1_BIAS = "rnn/lstm_cell/kernel", "rnn/lstm_cell/bias"
-
-
-def npy_with_header(header: str, data: bytes = b"", version: tuple[int, int] = (1, 0)) -> bytes:
-    """An .npy file with any header text (NumPy's own writer only writes valid ones)."""
-    text = header.encode("utf-8" if version[0] >= 3 else "latin1", errors="replace")
-    size_format = "<H" if version[0] == 1 else "<I"
-    fixed = 6 + 2 + struct.calcsize(size_format)
-    text += b" " * (-(fixed + len(text) + 1) % 64) + b"\n"
-    return np.lib.format.MAGIC_PREFIX + bytes(version) + struct.pack(size_format, len(text)) + text + data
-
-
-def npy_bytes(array: np.ndarray, allow_pickle: bool = False) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=allow_pickle)
-    return buffer.getvalue()
-
-
-def zip_bytes(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=method) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def _patch_central(data: bytes, offset: int, fmt: str, value: int) -> bytes:
     """Overwrites a field of the (first) central-directory entry, which is what zipfile trusts."""
     at = data.index(b"PK\x01\x02") + offset
     return data[:at] + struct.pack(fmt, value) + data[at + struct.calcsize(fmt):]
-
-
-def write_checkpoint(prefix, tensors: dict[str, np.ndarray]) -> None:
-    """A TF1 name-based checkpoint (what tf.compat.v1.train.Saver writes): PREFIX.index + PREFIX.data-*."""
-    import tensorflow as tf
-
-    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=list(tensors), shape_and_slices=[""] * len(tensors),
-                      tensors=list(tensors.values()))
 
 
 def tutorial_checkpoint(folder, kernel: np.ndarray | None = None) -> None:
@@ -366,18 +329,6 @@ def _write_bad_files(folder, overrides: str = "") -> None:
             (folder / name).write_bytes(content)
 
 
-def _in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """`main()` with `sys.argv` patched: (exit status, stderr)."""
-    # Hydra's logging.config.dictConfig would close every existing handler, absl's too (TensorFlow,
-    # imported by other test modules), and with it the stream pytest captured when absl was imported.
-    logging_off = ["hydra/job_logging=none", "hydra/hydra_logging=none"]
-    monkeypatch.setattr(sys, "argv", ["lstm-exp", *args, *logging_off])
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # main() sets it; monkeypatch restores it
-    with pytest.raises(SystemExit) as stop:
-        run.main()
-    return stop.value.code, capsys.readouterr().err
-
-
 # Runs the CLI as its only child and writes that child's peak RSS (KiB) to $PEAK_RSS_FILE. Measured
 # from pytest directly, the child would count the pages of the (large) pytest process it forked from.
 MEASURE = (
@@ -413,7 +364,8 @@ def _runs(launch) -> list[tuple[str, str | None]]:
 # OmegaConf's errors: `cli/run.py:main` must turn it into the one line too (it carries "full_key: ...").
 # Likewise Hydra's defaults list raises ValueError/TypeError for a config group given a number or a list.
 def _params():
-    return [pytest.param(*c[1:], id=c[0]) for c in CASES]
+    # A `cli` case starts the real command: seconds each where the in-process ones take milliseconds.
+    return [pytest.param(*c[1:], id=c[0], marks=[pytest.mark.slow] if c[3] == "cli" else []) for c in CASES]
 
 
 @pytest.mark.parametrize("overrides,key,how", _params())
@@ -426,7 +378,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, override
         print(f"peak RSS {peak_mb:.0f} MB")
         assert peak_mb < PEAK_RSS_MB, f"peak RSS {peak_mb:.0f} MB: allocated before refusing"
     else:
-        status, stderr = _in_process(args, monkeypatch, capsys)
+        status, stderr = run_in_process(args, monkeypatch, capsys)
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert status == 2, stderr
     assert len(lines) == 1, stderr

@@ -11,7 +11,8 @@ import lstm_exp
 from lstm_exp.compute.cells import TF1LSTMCell
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.reference import reference_forward
-from lstm_exp.config.validate import GATES, ModelSpec
+from lstm_exp.config.names import GATES
+from lstm_exp.config.specs import ModelSpec
 
 X = np.random.default_rng(0).standard_normal((2, 5, 6)).astype(np.float32)  # (B, T, F)
 EXTRAS = ModelSpec("lstm", (4,), peepholes=True, cell_clip=0.4, proj_size=3, proj_clip=0.2)
@@ -115,6 +116,7 @@ def test_extras_through_the_config_api():
     assert result.arrays["layer_1/bw/gates/o"].shape == (2, 3, 5)
 
 
+@pytest.mark.slow
 def test_extras_from_the_cli(tmp_path):
     # The "done when": every TF1 extra at once, run from the command line.
     proc = run_cli("model=stacked", "model.peepholes=true", "model.cell_clip=0.5", "model.proj_size=3",

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from conftest import error_lines, run_cli
+from faults import fault_overrides
 from mlflow.tracking import MlflowClient
 
 
@@ -12,6 +13,7 @@ def _read_states(client: MlflowClient, run_id: str, tmp_path) -> dict[str, np.nd
         return {name: archive[name] for name in archive.keys()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,output_shape,state_shapes", [
     ("basic", (1, 4), {"layer_0/h": (1, 4), "layer_0/c": (1, 4)}),
     ("stacked", (2, 3, 5), {"layer_0/h": (2, 4), "layer_0/c": (2, 4),
@@ -51,6 +53,7 @@ def test_tutorial_experiment_is_recorded(store, tmp_path, model, output_shape, s
     assert "reference check" in open(summary).read()
 
 
+@pytest.mark.slow
 def test_sweep_is_a_parent_with_one_child_per_job(store):
     launch, uri = store
     proc = run_cli("-m", "model=basic,stacked", "seed=0,1", cwd=launch)
@@ -66,6 +69,7 @@ def test_sweep_is_a_parent_with_one_child_per_job(store):
     assert "sweep_summary.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
 
 
+@pytest.mark.slow
 def test_tracking_disabled_writes_no_store(tmp_path):
     proc = run_cli("model=stacked", "tracking.enabled=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -73,9 +77,10 @@ def test_tracking_disabled_writes_no_store(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_raises_is_recorded_failed(store):
     launch, uri = store
-    proc = run_cli("model=stacked", "run.inject_fault=forward", cwd=launch)
+    proc = run_cli("model=stacked", *fault_overrides(forward=[0]), cwd=launch)
     assert proc.returncode == 1
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("lstm_exp").experiment_id])
@@ -96,6 +101,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,key", BAD_INPUTS)
 def test_bad_input_exits_2_with_one_line(store, override, key):
     launch, _ = store
@@ -106,6 +112,7 @@ def test_bad_input_exits_2_with_one_line(store, override, key):
     assert not (launch / "mlflow.db").exists()  # nothing started, nothing written
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_fit_the_input_exit_2(store, tmp_path):
     launch, _ = store
     weights = {"layer_0/kernel": np.zeros((6, 16)), "layer_0/recurrent_kernel": np.zeros((4, 16)),

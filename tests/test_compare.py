@@ -25,6 +25,7 @@ def lstm_and_gru(tmp_path_factory):
     return launch, uri, children
 
 
+@pytest.mark.slow
 def test_table_lists_each_run_with_shapes_norms_and_status(lstm_and_gru, capsys):
     _, uri, runs = lstm_and_gru
     compare.main(["--tracking-uri", uri])
@@ -39,6 +40,7 @@ def test_table_lists_each_run_with_shapes_norms_and_status(lstm_and_gru, capsys)
     assert f"{runs['lstm'].data.metrics['layer_1.h_norm']:.4g}" in lstm_row
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ["params.model.cell = 'gru'", "params.`model.cell` = 'gru'"])
 def test_filter_in_plain_and_quoted_form(lstm_and_gru, capsys, text):
     _, uri, runs = lstm_and_gru
@@ -53,6 +55,7 @@ def test_dotted_names_are_quoted_outside_strings():
         "params.`model.cell` = 'a.b params.x.y' and tags.`lstm_exp.model` = \"m.n\" and metrics.seed > 1")
 
 
+@pytest.mark.slow
 def test_bad_filter_exits_2_with_one_line(lstm_and_gru):
     launch, _, _ = lstm_and_gru
     proc = run_cli("--filter", "params.model.cell = gru", module="lstm_exp.compare", cwd=launch)
@@ -61,6 +64,7 @@ def test_bad_filter_exits_2_with_one_line(lstm_and_gru):
     assert line.startswith("error: --filter") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_two_runs_show_array_differences_and_config_keys(lstm_and_gru, capsys):
     _, uri, runs = lstm_and_gru
     compare.main([runs["lstm"].info.run_id, runs["gru"].info.run_id[:10], "--tracking-uri", uri])
@@ -75,6 +79,7 @@ def test_two_runs_show_array_differences_and_config_keys(lstm_and_gru, capsys):
     assert keys["model.cell"] == "lstm | gru" and keys["model.name"] == "stacked | gru"
 
 
+@pytest.mark.slow
 def test_plot_overlays_h_norm_histories(lstm_and_gru, tmp_path, capsys):
     _, uri, _ = lstm_and_gru
     path = tmp_path / "norms.png"
@@ -100,6 +105,7 @@ def full_folder(tmp_path):
         subprocess.run(["umount", str(folder)], capture_output=True, timeout=60, check=False)
 
 
+@pytest.mark.slow
 def test_a_plot_on_a_full_disk_is_one_line_and_leaves_no_file(lstm_and_gru, full_folder, capsys):
     _, uri, _ = lstm_and_gru
     path = full_folder / "norms.png"

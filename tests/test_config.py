@@ -7,7 +7,9 @@ import pytest
 from conftest import REPO, compose
 
 from lstm_exp.compute.runner import prepare
-from lstm_exp.config.validate import ModelSpec, expected_shapes, validate_model
+from lstm_exp.config.experiment import parse
+from lstm_exp.config.specs import ModelSpec
+from lstm_exp.config.validate import expected_shapes, validate_model
 
 GROUPS = {
     group.name: sorted(p.stem for p in group.glob("*.yaml"))
@@ -33,12 +35,12 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     if group == "experiment":
         overrides = [f"+{group}={option}"]
     cfg = compose(*overrides)
-    prepared = prepare(cfg)  # NumPy only: validation, inputs, weights, expected shapes
+    prepared = prepare(parse(cfg))  # NumPy only: validation, inputs, weights, expected shapes
     assert prepared.expected_shapes["output"][0] == prepared.data.x.shape[0]
 
 
 def test_default_is_the_tutorial_first_cell():
-    prepared = prepare(compose())
+    prepared = prepare(parse(compose()))
     assert prepared.spec == ModelSpec("lstm", (4,))
     np.testing.assert_array_equal(prepared.data.x, [[[3, 2, 2, 2, 2, 2]]])
     assert prepared.data.one_step
@@ -46,10 +48,10 @@ def test_default_is_the_tutorial_first_cell():
 
 
 def test_stacked_pairs_with_the_tutorial_batch_and_any_input_can_be_chosen():
-    stacked = prepare(compose("model=stacked"))
+    stacked = prepare(parse(compose("model=stacked")))
     assert stacked.data.x.shape == (2, 3, 6) and stacked.expected_shapes["output"] == (2, 3, 5)
     assert stacked.data.x[1, 2].tolist() == [0, 0, 0, 0, 3, 2]
-    chosen = prepare(compose("model=stacked", "input=random", "input.batch=8", "input.timesteps=20"))
+    chosen = prepare(parse(compose("model=stacked", "input=random", "input.batch=8", "input.timesteps=20")))
     assert chosen.data.x.shape == (8, 20, 6) and chosen.expected_shapes["output"] == (8, 20, 5)
 
 
@@ -67,9 +69,9 @@ def test_projection_and_bidirectional_shapes():
 
 
 def test_seeded_inputs_and_weights_are_reproducible():
-    a = prepare(compose("model=stacked", "input=random", "seed=3"))
-    b = prepare(compose("model=stacked", "input=random", "seed=3"))
-    c = prepare(compose("model=stacked", "input=random", "seed=4"))
+    a = prepare(parse(compose("model=stacked", "input=random", "seed=3")))
+    b = prepare(parse(compose("model=stacked", "input=random", "seed=3")))
+    c = prepare(parse(compose("model=stacked", "input=random", "seed=4")))
     np.testing.assert_array_equal(a.data.x, b.data.x)
     for name in a.weights:
         np.testing.assert_array_equal(a.weights[name], b.weights[name])
@@ -80,5 +82,5 @@ def test_seeded_inputs_and_weights_are_reproducible():
 def test_csv_input_is_one_sequence(tmp_path: Path):
     path = tmp_path / "seq.csv"
     path.write_text("1,2,3\n4,5,6\n")
-    prepared = prepare(compose("input=file", f"input.path={path}"))
+    prepared = prepare(parse(compose("input=file", f"input.path={path}")))
     np.testing.assert_array_equal(prepared.data.x, [[[1, 2, 3], [4, 5, 6]]])

@@ -6,7 +6,7 @@ from conftest import compose
 
 import lstm_exp
 from lstm_exp.compute.engines import FUSED_MIN_SIZE, choose_engine
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config.specs import ModelSpec
 from lstm_exp.errors import ConfigError
 
 AGREEMENT = 1e-5  # float32, two engines on the same weights
@@ -21,11 +21,14 @@ def test_auto_takes_native_for_plain_lstm_stacks_at_every_size():
         assert choose_engine(unsupported, (10_000, 100, 6)) == "keras"
 
 
-def test_fused_is_refused_for_models_it_does_not_compute():
+@pytest.mark.parametrize("engine", ["fused", "native"])
+@pytest.mark.parametrize("model", ["model.bidirectional=true", "model.peepholes=true", "model.cell=gru"])
+def test_fused_and_native_are_refused_for_models_they_do_not_compute(engine, model):
     with pytest.raises(ConfigError, match="model.implementation"):
-        choose_engine(ModelSpec("lstm", (4,), bidirectional=True, implementation="fused"), (2, 3, 6))
+        lstm_exp.parse(compose(model, f"model.implementation={engine}"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [
     (),
     ("input.lengths=[3,1,2]", "input.initial_state=random"),

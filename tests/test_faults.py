@@ -7,20 +7,19 @@ import contextlib
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
+from background_cli import finish, start_cli, statuses, wait_running
 from conftest import error_lines
+from faults import RELEASE_FILE, fault_overrides
 from mlflow.tracking import MlflowClient
+from processes import children
 from services import free_port, mlflow_server
 from sweeps import HTTP_TIMEOUT_S, outcomes, parent_id, run_sweep, sweep_runs
-
-from lstm_exp.compute.runner import RELEASE_FILE
 
 # Runs main() and, at exit, writes which heavy libraries it imported to $IMPORT_PROBE.
 PROBE = (
@@ -73,64 +72,29 @@ def test_silent_server_is_given_up_after_timeout_s(tmp_path):
     assert imported == ""
 
 
-def _statuses(db) -> list[str]:
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
-        return [status for (status,) in con.execute("SELECT status FROM runs")]
-
-
-def _start_cli(*args: str, cwd, env: dict | None = None) -> subprocess.Popen:
-    """The CLI in the background, in its own process group; output to files (a full pipe would block)."""
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
-    with (cwd / "stdout.txt").open("w") as out, (cwd / "stderr.txt").open("w") as err:
-        return subprocess.Popen([sys.executable, "-m", "lstm_exp.run", *args], cwd=cwd, env=env,
-                                stdout=out, stderr=err, start_new_session=True)
-
-
-def _wait_running(proc: subprocess.Popen, db, count: int, timeout: float = 120) -> None:
-    """Until `count` runs of the store are RUNNING, the process ends or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if _statuses(db).count("RUNNING") == count:
-                return
-        except sqlite3.Error:  # not created yet, or mid-migration
-            pass
-        time.sleep(0.1)
-
-
-def _finish(proc: subprocess.Popen, cwd, timeout: float) -> tuple[str, str]:
-    """Waits for the process, killing its group past `timeout`; returns (stdout, stderr)."""
-    try:
-        proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return (cwd / "stdout.txt").read_text(), (cwd / "stderr.txt").read_text()
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("sweep", [
     pytest.param([], id="run"),
     pytest.param(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1"], id="joblib-sweep",
                  marks=pytest.mark.slow),
 ])
 def test_ctrl_c_ends_every_run_killed(tmp_path, sweep):
-    # run.inject_fault=pause holds each job with its run open (no release file is ever written), so
-    # the interrupt surely comes while the runs are RUNNING, however fast the machine computes.
-    proc = _start_cli(*sweep, "model=stacked", "run.inject_fault=pause",
-                      f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    # The pause fault holds each job with its run open (no release file is ever written), so the
+    # interrupt surely comes while the runs are RUNNING, however fast the machine computes.
+    proc = start_cli(*sweep, "model=stacked", *fault_overrides(pause=[0, 1]),
+                     f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
     runs = 3 if sweep else 1  # a sweep's parent and its two jobs
     try:
-        _wait_running(proc, tmp_path / "mlflow.db", runs)
+        wait_running(proc, tmp_path / "mlflow.db", runs)
         assert proc.poll() is None, "the run ended before it could be interrupted"
         os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
         sent = time.monotonic()
     finally:
-        _, stderr = _finish(proc, tmp_path, timeout=60)
+        _, stderr = finish(proc, tmp_path, timeout=60)
     print(f"Ctrl-C: exit {proc.returncode} {time.monotonic() - sent:.1f} s after SIGINT")
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
-    assert _statuses(tmp_path / "mlflow.db") == ["KILLED"] * runs
+    assert statuses(tmp_path / "mlflow.db") == ["KILLED"] * runs
     if not sweep:
         client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
         (run,) = client.search_runs([client.get_experiment_by_name("lstm_exp").experiment_id])
@@ -140,8 +104,8 @@ def test_ctrl_c_ends_every_run_killed(tmp_path, sweep):
 @pytest.mark.slow
 def test_one_failing_job_of_a_parallel_sweep_fails_alone(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = run_sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
-                     "run.inject_fault=null,forward", cwd=tmp_path, sweep_dir=sweep_dir)
+    proc = run_sweep("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3",
+                     *fault_overrides(forward=[1, 3]), cwd=tmp_path, sweep_dir=sweep_dir)
     assert proc.returncode == 1, proc.stderr
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     jobs = outcomes(client, parent_id(proc.stdout))
@@ -156,40 +120,33 @@ def test_one_failing_job_of_a_parallel_sweep_fails_alone(tmp_path):
     for child in children:
         by_status.setdefault(child.info.status, []).append(child)
     assert {s: len(r) for s, r in by_status.items()} == {"FINISHED": 2, "FAILED": 2}
-    assert all("run.inject_fault=forward" in r.data.tags["lstm_exp.overrides"] for r in by_status["FAILED"])
+    failed_seeds = sorted(o for r in by_status["FAILED"] for o in r.data.tags["lstm_exp.overrides"].split()
+                          if o.startswith("seed="))
+    assert failed_seeds == ["seed=1", "seed=3"]
     assert all("fault injected" in r.data.tags["lstm_exp.error"] for r in by_status["FAILED"])
 
 
 def _loky_workers(parent: int) -> list[int]:
     """The joblib (loky) worker processes started by process `parent`."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == parent and b"LokyProcess" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
+    return [p.pid for p in children(parent, "LokyProcess")]
 
 
 @pytest.mark.slow
 def test_a_killed_worker_leaves_no_run_running(tmp_path):
     # What the OS does to a job that takes too much memory: SIGKILL, mid-run.
-    proc = _start_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "input=random",
-                      "input.batch=16", "input.timesteps=3000", "input.features=8",
-                      f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
+    proc = start_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "input=random",
+                     "input.batch=16", "input.timesteps=3000", "input.features=8",
+                     f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
     try:
-        _wait_running(proc, tmp_path / "mlflow.db", 3, timeout=180)  # the parent and both jobs
+        wait_running(proc, tmp_path / "mlflow.db", 3, timeout=180)  # the parent and both jobs
         workers = _loky_workers(proc.pid)
         assert proc.poll() is None and workers, "the jobs ended before a worker could be killed"
         os.kill(workers[0], signal.SIGKILL)
     finally:
-        _, stderr = _finish(proc, tmp_path, timeout=120)
+        _, stderr = finish(proc, tmp_path, timeout=120)
     assert proc.returncode == 1
     assert "TerminatedWorkerError" in stderr
-    assert "RUNNING" not in _statuses(tmp_path / "mlflow.db")
+    assert "RUNNING" not in statuses(tmp_path / "mlflow.db")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.get_experiment_by_name("lstm_exp").experiment_id
     (parent,) = client.search_runs([experiment_id], "tags.`lstm_exp.sweep` = 'parent'")
@@ -215,15 +172,16 @@ def _finished(url: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.service
 def test_server_lost_mid_sweep_then_resume_completes_it(tmp_path):
     backend = f"sqlite:///{tmp_path / 'server.db'}"
-    # Jobs: (0, -), (0, pause), (1, -), (1, pause). Job 1 holds its open run until the test, having
-    # stopped the server, releases it: from then on every job fails, whatever the scheduling.
-    sweep_args = ("-m", "seed=0,1", "run.inject_fault=null,pause", "tracking=server")
+    # Jobs: seeds 0 to 3. Job 1 holds its open run until the test, having stopped the server, releases
+    # it: from then on every job fails, whatever the scheduling.
+    sweep_args = ("-m", "seed=0,1,2,3", *fault_overrides(pause=[1]), "tracking=server")
     with contextlib.ExitStack() as server:
         url = server.enter_context(mlflow_server(backend, tmp_path / "server"))
-        sweep = _start_cli(*sweep_args, f"tracking.uri={url}", f"hydra.sweep.dir={tmp_path / 'first'}",
-                           cwd=tmp_path, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+        sweep = start_cli(*sweep_args, f"tracking.uri={url}", f"hydra.sweep.dir={tmp_path / 'first'}",
+                          cwd=tmp_path, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
         try:
             deadline = time.monotonic() + 240
             while _finished(url) < 1 and sweep.poll() is None and time.monotonic() < deadline:
@@ -232,20 +190,20 @@ def test_server_lost_mid_sweep_then_resume_completes_it(tmp_path):
             server.close()  # the server goes away while job 1's run is open
             (tmp_path / RELEASE_FILE).touch()
         finally:
-            stdout, stderr = _finish(sweep, tmp_path, timeout=240)
+            stdout, stderr = finish(sweep, tmp_path, timeout=240)
     assert sweep.returncode == 1, stderr
     for job in (1, 2, 3):  # each failed job's reason, one line each, on stderr
         assert f"error: job {job} " in stderr and "127.0.0.1" in stderr
-    assert "[1/4] seed=0 run.inject_fault=null  FINISHED" in stdout
+    assert "[1/4] seed=0  FINISHED" in stdout
     assert "Traceback" not in stderr and "could not record the sweep's summary" in stderr
 
     with mlflow_server(backend, tmp_path / "server-again") as url:  # the same backend, a new server
         assert _finished(url) == 1
-        proc = run_sweep("seed=0,1", "run.inject_fault=null,pause", "tracking=server", f"tracking.uri={url}",
-                         "resume=true", cwd=tmp_path, sweep_dir=tmp_path / "resumed")
+        proc = run_sweep(*sweep_args[1:], f"tracking.uri={url}", "resume=true", cwd=tmp_path,
+                         sweep_dir=tmp_path / "resumed")
         assert proc.returncode == 0, proc.stderr
         resumed = outcomes(MlflowClient(url), parent_id(proc.stdout))
         assert [o["status"] for o in resumed.values()] == ["SKIPPED", "FINISHED", "FINISHED", "FINISHED"]
         finished = [r for r in _children(url) if r["info"]["status"] == "FINISHED"]
         seeds_done = sorted(p["value"] for r in finished for p in r["data"]["params"] if p["key"] == "seed")
-        assert seeds_done == ["0", "0", "1", "1"]
+        assert seeds_done == ["0", "1", "2", "3"]

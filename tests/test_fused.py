@@ -71,7 +71,9 @@ CASES = {  # name: (units, x, lengths, with initial state)
 }
 
 
-@pytest.mark.parametrize("schedule,jit", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("schedule,jit", [  # an XLA compile takes seconds per case: the slow tier
+    pytest.param(*variant, id=name, marks=[pytest.mark.slow] if variant[1] else [])
+    for variant, name in zip(VARIANTS, VARIANT_IDS, strict=True)])
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_numpy(case, schedule, jit):
     units, x, lengths, with_state = CASES[case]
@@ -93,6 +95,7 @@ def test_matches_numpy(case, schedule, jit):
         assert not got["layer_0/gates/f"][short, min(lengths):].any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("units,with_state", [([4, 5], False), ([16, 8, 12], True)])
 def test_matches_stock_keras(units, with_state):
     keras = pytest.importorskip("keras")
@@ -115,6 +118,7 @@ def test_matches_stock_keras(units, with_state):
                                          jit_compile=jit), want)
 
 
+@pytest.mark.slow
 def test_keras_layer_api_and_no_retrace():
     units, weights = [16, 8, 12], make_weights([16, 8, 12], 5, seed=5)
     x = np.random.default_rng(0).standard_normal((3, 7, 5)).astype(np.float32)

@@ -28,17 +28,26 @@ from cli_hostile import (
     strategy_for,
 )
 from conftest import CLI_TIMEOUT, error_lines, run_cli
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import budget
 
 import lstm_exp
 from lstm_exp.config.launcher_validate import LIMITS, validate_launcher
+from lstm_exp.config.memory import TF_BASE_BYTES
 from lstm_exp.errors import ConfigError
 
+GROUP_KEYS = st.one_of(
+    st.sampled_from(["model.cell", "model", "seed", "model.cell,task.name", "nope", ",", ""]), ANYTHING)
+METRICS = st.one_of(st.sampled_from(["val_loss", "reference_max_abs_err", "layer_0.forget_mean"]), ANYTHING)
 # Each option's values, by command; a new option without an entry here fails the coverage test.
 STRATEGIES = {
     "compare": {"runs": st.lists(RUN_REFS, max_size=3), "--experiment": ANYTHING, "--filter": ANYTHING,
-                "--tracking-uri": ANYTHING, "--plot": OUT_FILES},
+                "--tracking-uri": ANYTHING, "--plot": OUT_FILES, "--group-by": GROUP_KEYS,
+                "--metric": METRICS, "--direction": None},
+    "report": {"run": RUN_REFS, "--group-by": GROUP_KEYS, "--metric": METRICS, "--direction": None,
+               "--filter": ANYTHING, "--experiment": ANYTHING, "--tracking-uri": ANYTHING,
+               "--out": OUT_FILES},
     "rerun": {"run_id": RUN_REFS, "--tracking-uri": ANYTHING},
     "weights": {"export:run_id": RUN_REFS, "export:--layout": None, "export:--out": OUT_FILES,
                 "export:--tracking-uri": ANYTHING, "export:--forget-bias": None},
@@ -51,12 +60,8 @@ STRATEGIES = {
             "--info": None},
 }  # None: the generic strategy for the option's kind (its choices, a number, a flag)
 LOGGING_OFF = ["hydra/job_logging=none", "hydra/hydra_logging=none", "hydra.output_subdir=null"]
-
-
-def budget(examples: int):
-    return settings(max_examples=int(os.environ.get("LSTM_EXP_HYPOTHESIS_EXAMPLES", "0")) or examples,
-                    derandomize=True, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# TensorFlow's base, which the estimate counts, and about 1 MB: the default run passes in milliseconds.
+TINY_MEMORY_GB = f"{TF_BASE_BYTES / 2**30 + 0.001:.4f}"
 
 
 def test_every_command_and_option_has_a_strategy():
@@ -74,13 +79,11 @@ def test_the_run_flags_mirror_hydras_own():
 
 
 # -- one real run in a real store, then generated command lines against it -----------------------------
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    """(launch directory, run id) of one tutorial run in the directory's default SQLite store."""
-    launch = tmp_path_factory.mktemp("launch")
-    proc = run_cli(cwd=launch)
-    assert proc.returncode == 0, proc.stderr
-    return launch, _store_rows(launch)[0][0]
+@pytest.fixture
+def recorded(stacked_run):
+    """(launch directory, run id) of this test's copy of the session's recorded run, in the directory's
+    default SQLite store."""
+    return stacked_run.folder, stacked_run.run_id
 
 
 def _store_rows(launch) -> list[tuple]:
@@ -121,7 +124,7 @@ def _main(command: str, argv: list[str], capfd) -> tuple[int, str, str]:
     if command == "run":
         from lstm_exp.cli import run
 
-        argv = ["tracking.enabled=false", "run.max_memory_gb=0.001", *argv, *LOGGING_OFF]
+        argv = ["tracking.enabled=false", f"run.max_memory_gb={TINY_MEMORY_GB}", *argv, *LOGGING_OFF]
         with mock.patch.object(sys, "argv", ["lstm-exp", *argv]), pytest.raises(SystemExit) as stop:
             run.main()
     else:
@@ -132,6 +135,7 @@ def _main(command: str, argv: list[str], capfd) -> tuple[int, str, str]:
     return stop.value.code or 0, out, err
 
 
+@pytest.mark.slow
 @budget(60)
 @given(data=st.data())
 def test_generated_command_lines_exit_0_or_2_with_one_line(recorded, monkeypatch, capfd, data):
@@ -158,11 +162,13 @@ def test_generated_command_lines_exit_0_or_2_with_one_line(recorded, monkeypatch
 NOT_UTF8 = {  # command -> (arguments, the name the line must give)
     "run": ([b"tracking.enabled=false", b"input=file", b"input.path=\xff.npy"], "input.path"),
     "compare": ([b"--plot", b"\xff.png"], "--plot"),
+    "report": ([b"--group-by", b"model.cell", b"--out", b"\xff.html"], "--out"),
     "rerun": ([b"\xff\xfe"], "argument 1"),
     "weights": ([b"export", b"RUN", b"--layout", b"torch", b"--out", b"w\xff.npz"], "--out"),
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", commands())
 def test_arguments_that_are_not_utf8_get_one_line(recorded, command):
     launch, run_id = recorded
@@ -182,6 +188,7 @@ FINITE = "error: --forget-bias must be a finite"
 
 
 # -- output files ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "line"), [
     (["weights", "export", "RUN", "--layout", "torch", "--out", "missing/w.npz"],
      "error: --out must be a file in an existing folder (no folder missing)"),
@@ -191,6 +198,9 @@ FINITE = "error: --forget-bias must be a finite"
      "error: --plot must be a file in an existing folder (no folder missing)"),
     (["compare", "--plot", "p.xyz"], "error: --plot must be a file name ending in .png, .pdf, .svg"),
     (["compare", "--plot", "p"], "error: --plot must be a file name ending in .png"),
+    (["report", "--group-by", "model.cell", "--out", "missing/r.html"],
+     "error: --out must be a file in an existing folder (no folder missing)"),
+    (["report", "RUN", "--out", "r.htm"], "error: --out must be a file name ending in .html"),
     (["weights", "export", "RUN", "--layout", "tf1", "--forget-bias", "nan"], FINITE),
     (["weights", "export", "RUN", "--layout", "tf1", "--forget-bias", "1e999"], FINITE),
     (["weights", "export", "RUN", "--layout", "tf1", "--forget-bias=-inf"], FINITE),
@@ -206,19 +216,22 @@ def test_bad_output_files_and_numbers_are_refused_before_anything_is_written(rec
     assert set(os.listdir(launch)) - before <= {"mlflow.db.lock"}  # no file, no folder made
 
 
+@pytest.mark.slow
 def test_the_printed_path_is_the_file_written(recorded, tmp_path):
     launch, run_id = recorded
     (launch / "out").mkdir(exist_ok=True)
     for module, args, name in [("weights", ["export", run_id[:6], "--layout", "torch", "--out", "out/W.NPZ"],
                                 "out/W.NPZ"),
-                               ("compare", ["--plot", "out/norms.SVG"], "out/norms.SVG")]:
+                               ("compare", ["--plot", "out/norms.SVG"], "out/norms.SVG"),
+                               ("report", ["--group-by", "seed", "--out", "out/r.HTML"], "out/r.HTML")]:
         proc = run_cli(*args, cwd=launch, module=f"lstm_exp.{module}")
         assert proc.returncode == 0, proc.stderr
         assert [p for pair in printed_paths(proc.stdout) for p in pair if p] == [name]
         assert (launch / name).is_file()
-    assert sorted(os.listdir(launch / "out")) == ["W.NPZ", "norms.SVG"]
+    assert sorted(os.listdir(launch / "out")) == ["W.NPZ", "norms.SVG", "r.HTML"]
 
 
+@pytest.mark.slow
 def test_weights_export_takes_a_prefix_and_lists_an_ambiguous_ones_matches(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -246,6 +259,7 @@ LAUNCHER_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("launcher", "key", "value"), LAUNCHER_CASES)
 def test_launcher_settings_out_of_range_are_refused_before_the_parent_run(tmp_path, launcher, key, value):
     proc = run_cli("-m", "seed=0,1", f"hydra/launcher={launcher}", f"hydra.launcher.{key}={value}",
@@ -273,6 +287,7 @@ def test_every_launcher_setting_is_checked_or_text(name):
     validate_launcher(_launcher(name))  # the defaults pass
 
 
+@pytest.mark.slow
 @settings(max_examples=60, derandomize=True, database=None, deadline=None)
 @given(name=st.sampled_from(LAUNCHERS), data=st.data())
 def test_generated_launcher_settings_pass_only_within_range(name, data):
@@ -316,6 +331,7 @@ def test_joblib_words_within_their_choices_pass(overrides):
     validate_launcher(_launcher("joblib", *overrides))
 
 
+@pytest.mark.slow
 def test_a_joblib_word_out_of_its_choices_starts_nothing(tmp_path):
     proc = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.prefer=nope", "seed=0,1", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
@@ -339,6 +355,7 @@ MEASURE = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     ["task=flipflop", "task.train_size=80000", "task.timesteps=1000"],  # ~10 GB to draw, default 8 GB limit
     ["task=adding", "task.train_size=200000", "task.timesteps=100", "run.max_memory_gb=0.2"],

@@ -15,6 +15,8 @@ import sys
 import pytest
 from conftest import CLI_TIMEOUT, REPO
 
+pytestmark = pytest.mark.slow  # fresh venvs and editable installs
+
 INSTALL_TIMEOUT = 300  # s: pip building and installing the editable wheel, no downloads
 
 
@@ -86,3 +88,10 @@ def test_the_cli_works_from_another_directory(editable_python, tmp_path, args):
     assert proc.returncode == 0, proc.stderr
     if args:
         assert "2 jobs: 2 dry_run" in proc.stdout, proc.stdout
+
+
+def test_the_slurm_launchers_options_compose_in_the_install(editable_python, tmp_path):
+    # Its ConfigStore entry is made before composition, not by Hydra's scan, which cannot see it here.
+    proc = _run(editable_python, tmp_path, "-m", "lstm_exp.run", "hydra/launcher=slurm", "--cfg", "hydra")
+    assert proc.returncode == 0, proc.stderr
+    assert "LstmExpSlurmLauncher" in proc.stdout and "lost_job_grace_s: 60" in proc.stdout, proc.stdout

@@ -21,6 +21,7 @@ STORE_RACES = ("database is locked", "RESOURCE_ALREADY_EXISTS", "Traceback", "UN
     ("submitit_local", ["hydra.launcher.timeout_min=10"], "LocalLauncher"),
     ("submitit_slurm", ["hydra.launcher.partition=cpu", "hydra.launcher.timeout_min=30",
                         "hydra.launcher.cpus_per_task=2", "hydra.launcher.mem_gb=8"], "SlurmLauncher"),
+    ("slurm", ["hydra.launcher.partition=cpu", "hydra.launcher.poll_s=1"], "LstmExpSlurmLauncher"),
 ])
 def test_each_launcher_composes_with_our_config(launcher, overrides, target):
     cfg = lstm_exp.compose(f"hydra/launcher={launcher}", *overrides, return_hydra_config=True)
@@ -43,6 +44,7 @@ OPEN_STORE = (
 )
 
 
+@pytest.mark.slow
 def test_runs_started_side_by_side_share_a_fresh_store(tmp_path):
     # No sweep prepares the store here: four processes create and migrate it at the same moment.
     (tmp_path / "ready").mkdir()

@@ -1,5 +1,5 @@
 """The package's data flow goes one way, read from the code itself with `ast`:
-config -> compute -> record -> cli; only `record/` imports mlflow; only the runner's check imports the
+config -> compute -> record -> jobs -> cli; only `record/` imports mlflow; only the runner's check imports the
 NumPy reference (the independent check must not become a dependency of the code it checks).
 """
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lstm_exp"
-LAYERS = ("config", "compute", "record", "cli")  # each may import only from those before it
+LAYERS = ("config", "compute", "record", "jobs", "cli")  # each may import only from those before it
 REFERENCE_IMPORTERS = {"compute/runner.py"}
 
 
@@ -58,3 +58,27 @@ def test_each_layer_imports_only_the_layers_before_it(layer):
                  for line, module in _imports(p)
                  if any(module.startswith(f"lstm_exp.{after}") for after in later)]
     assert offenders == []
+
+
+
+def _config_trees(path: Path) -> list[str]:
+    """Where a file names `DictConfig` or reads a `cfg.` attribute: the whole config tree handed down."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Name) and node.id == "DictConfig":
+            found.append(f"{node.lineno} names DictConfig")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "cfg":
+            found.append(f"{node.lineno} reads cfg.{node.attr}")
+    return found
+
+
+def test_compute_takes_parsed_specs_not_the_config_tree():
+    sources = sorted((PACKAGE / "compute").rglob("*.py"))
+    assert len(sources) > 10  # the walk sees the compute package
+    assert [f"{_where(p)}:{line}" for p in sources for line in _config_trees(p)] == []
+
+
+def test_the_config_tree_check_finds_what_it_looks_for(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("from omegaconf import DictConfig\n\ndef f(cfg: DictConfig):\n    return cfg.seed\n")
+    assert sorted(_config_trees(sample)) == ["3 names DictConfig", "4 reads cfg.seed"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import error_lines, run_cli
 from mlflow.tracking import MlflowClient
+from processes import holding_open
 
 pytestmark = pytest.mark.slow
 
@@ -56,22 +57,9 @@ def store_with_experiment(folder: Path) -> tuple[Path, MlflowClient]:
     return path, client
 
 
-def processes_with_open(path: Path, besides: int) -> list[int]:
-    """Processes other than `besides` with `path` open: a client that has reached the database."""
-    found = []
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        pid = int(fd_dir.parent.name)
-        if pid in (besides, os.getpid()):
-            continue
-        with contextlib.suppress(OSError):
-            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
-                found.append(pid)
-    return found
-
-
 def wait_for_contact(path: Path, holder: subprocess.Popen, run: subprocess.Popen) -> None:
     deadline = time.monotonic() + CONTACT_TIMEOUT_S
-    while not processes_with_open(path, holder.pid):
+    while not [pid for pid in holding_open(path) if pid != holder.pid]:
         assert run.poll() is None, "the run ended before it reached the store"
         assert time.monotonic() < deadline, f"no process opened {path} within {CONTACT_TIMEOUT_S} s"
         time.sleep(0.1)

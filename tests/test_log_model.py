@@ -11,13 +11,17 @@ from omegaconf import OmegaConf
 
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.reference import reference_forward
+from lstm_exp.config.experiment import parse
 from lstm_exp.config.schema import ExperimentConfig
-from lstm_exp.config.validate import ModelSpec, validate_model
+from lstm_exp.config.specs import ModelSpec
+from lstm_exp.config.validate import validate_model
 from lstm_exp.record import store as run_store
+from lstm_exp.record.identity import config_hash
 
 TOLERANCE = 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extras", [[], ["model.peepholes=true", "model.proj_size=3"]],
                          ids=["stock_lstm", "tf1_cell"])
 def test_the_logged_model_predicts_what_the_run_computed(store, monkeypatch, extras):
@@ -55,6 +59,7 @@ def test_the_logged_model_predicts_what_the_run_computed(store, monkeypatch, ext
     np.testing.assert_allclose(predicted, expected, rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", [
     ModelSpec("lstm", (4, 5)),
     ModelSpec("gru", (3, 2), bidirectional=True),
@@ -76,6 +81,11 @@ def test_the_saved_keras_model_is_the_reference_stack(tmp_path, spec):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, rtol=0, atol=TOLERANCE)
 
 
+def _tags(cfg) -> dict[str, str]:
+    return run_store.run_tags(parse(cfg), config_hash(cfg), [])
+
+
+@pytest.mark.slow
 def test_resume_reuses_a_run_without_a_model_only_when_no_model_is_asked_for(tmp_path):
     """`tracking.log_model` is not part of the config hash; the `lstm_exp.logged_model` tag decides."""
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -83,13 +93,13 @@ def test_resume_reuses_a_run_without_a_model_only_when_no_model_is_asked_for(tmp
     plain, with_model = compose("model=stacked"), compose("model=stacked", "tracking.log_model=true")
 
     def recorded(cfg) -> str:
-        run_id = run_store.start_run(client, experiment, "job", run_store.run_tags(cfg, []))
+        run_id = run_store.start_run(client, experiment, "job", _tags(cfg))
         client.set_terminated(run_id, "FINISHED")
         return run_id
 
     without = recorded(plain)
-    assert run_store.finished_twin(client, experiment, run_store.run_tags(plain, [])) == without
-    assert run_store.finished_twin(client, experiment, run_store.run_tags(with_model, [])) is None
+    assert run_store.finished_twin(client, experiment, _tags(plain)) == without
+    assert run_store.finished_twin(client, experiment, _tags(with_model)) is None
     modelled = recorded(with_model)
-    assert run_store.finished_twin(client, experiment, run_store.run_tags(with_model, [])) == modelled
-    assert run_store.finished_twin(client, experiment, run_store.run_tags(plain, [])) in (without, modelled)
+    assert run_store.finished_twin(client, experiment, _tags(with_model)) == modelled
+    assert run_store.finished_twin(client, experiment, _tags(plain)) in (without, modelled)

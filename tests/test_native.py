@@ -21,7 +21,7 @@ from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.inputs import InputData
 from lstm_exp.compute.native import build, cache, cpu
 from lstm_exp.compute.reference import max_abs_err, reference_forward
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config.specs import ModelSpec
 
 ATOL = 1e-6
 CASES = {  # name: (B, T, F, units, with lengths, with initial state)
@@ -60,6 +60,7 @@ def make_case(name):
     return spec, initial_weights(spec, feats, seed=len(name)), InputData(x, False, lengths, state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_float64_reference(native, case):
     spec, weights, data = make_case(case)
@@ -82,6 +83,7 @@ def test_matches_float64_reference(native, case):
             np.testing.assert_array_equal(np.asarray(value), got[key], err_msg=f"{options} {key}")
 
 
+@pytest.mark.slow
 def test_graph_mode_with_unknown_batch_and_time(native):
     import tensorflow as tf
 
@@ -96,26 +98,29 @@ def test_graph_mode_with_unknown_batch_and_time(native):
     assert fn.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("timed", [0, 5])
 def test_build_forward_mirrors_fused(native, timed):
     spec, weights, data = make_case("odd-batch-three-layers")
-    run = build_forward("native", spec, weights, data, timed)
-    fused = {k: np.asarray(v) for k, v in build_forward("fused", spec, weights, data, 0)().items()}
+    engine, run = build_forward("native", spec, weights, data, timed)
+    fused = {k: np.asarray(v) for k, v in build_forward("fused", spec, weights, data, 0)[1]().items()}
     got = {k: np.asarray(v) for k, v in run().items()}
-    assert run.engine == "native"
+    assert engine == "native"
     assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in fused.items()}
     assert max_abs_err(got, reference_forward(spec, weights, data.x, data.lengths,
                                               data.initial_state)) <= ATOL
 
 
+@pytest.mark.slow
 def test_through_the_config(native):
+    from lstm_exp.config.experiment import parse
     from lstm_exp.record.artifacts import description_tags
 
     cfg = lstm_exp.compose("tracking.enabled=false", "model=stacked", "model.implementation=native")
     result = lstm_exp.execute(cfg)
     assert result.engine == "native"
     label = f"native ({result.engine_build})"  # the tag and the console name the build that ran
-    assert result.engine_label == label and description_tags(cfg, result)["lstm_exp.engine"] == label
+    assert result.engine_label == label and description_tags(parse(cfg), result)["lstm_exp.engine"] == label
     assert result.reference_max_abs_err <= ATOL
     assert result.arrays["output"].shape == (2, 3, 5)
 
@@ -127,6 +132,7 @@ def test_auto_takes_native_for_every_model_it_computes():
         assert choose_engine(unsupported, (64, 256, 128)) == "keras"
 
 
+@pytest.mark.slow
 def test_builds_for_the_widest_vector_unit_of_this_cpu(native):
     """AVX-512 where the CPU has it (AVX512-FP16 included), AVX2 where that is the widest, ..."""
     from lstm_exp.compute.native.engine import load
@@ -145,8 +151,8 @@ def test_falls_back_to_fused_with_one_warning(env, monkeypatch, tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger="lstm_exp.compute.engines"):
         assert resolve_engine("native", spec, data.x.shape) == "fused"
     assert len(caplog.records) == 1 and "native" in caplog.records[0].getMessage()
-    run = build_forward("native", spec, weights, data, 0)
-    assert run.engine == "fused"
+    engine, run = build_forward("native", spec, weights, data, 0)
+    assert engine == "fused"
     got = {k: np.asarray(v) for k, v in run().items()}
     assert max_abs_err(got, reference_forward(spec, weights, data.x, data.lengths,
                                               data.initial_state)) <= ATOL

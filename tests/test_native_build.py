@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import marked_processes, run_cli
+from conftest import run_cli
+from processes import with_environment
 
 from lstm_exp.compute.native import build, cache, cpu
 
@@ -211,6 +212,7 @@ def test_a_compiler_that_hangs_is_given_up_with_a_reason(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [hang]  # no partial library left
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_build_leaves_no_compiler_running(tmp_path):
     # g++ runs cc1plus as its child: killing g++ alone left cc1plus compiling after the run had exited.
     value = uuid.uuid4().hex
@@ -224,19 +226,19 @@ def test_sigterm_during_the_build_leaves_no_compiler_running(tmp_path):
     try:
         deadline = time.monotonic() + 240  # TensorFlow's import, then the compile starts
         while (run.poll() is None and time.monotonic() < deadline
-               and not any("cc1plus" in command for _, command in marked_processes(mark.encode()))):
+               and not any("cc1plus" in p.command for p in with_environment(mark))):
             time.sleep(0.1)
         assert run.poll() is None, "the run ended before its build could be stopped"
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=120)
-        left = [p for p in marked_processes(mark.encode()) if p[0] != run.pid]
+        left = [p for p in with_environment(mark) if p.pid != run.pid]
     finally:
         if run.poll() is None:
             run.kill()
             run.communicate()
-        for pid, _ in marked_processes(mark.encode()):  # a regression's leftovers go with the test
+        for p in with_environment(mark):  # a regression's leftovers go with the test
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(p.pid, signal.SIGKILL)
     assert run.returncode == 143, stderr[-3000:]
     assert left == [], "the build's processes outlived the run"
 

@@ -214,6 +214,7 @@ def tf1_results(tmp_path_factory):
     return {name: load_oracle(str(root / name)) for name in specs}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TF1_SPECS))
 def test_tf1_oracle_matches_numpy(tf1_results, name):
     spec = TF1_SPECS[name]
@@ -227,6 +228,7 @@ def test_tf1_oracle_matches_numpy(tf1_results, name):
     assert_matches(tf1_reference(spec, weights, expected), expected)
 
 
+@pytest.mark.slow
 def test_tf1_clips_are_exercised(tf1_results):
     # Otherwise the peephole/clip case would pass with the clipping code removed.
     _, expected, _ = tf1_results["peep_clip_proj"]
@@ -234,6 +236,7 @@ def test_tf1_clips_are_exercised(tf1_results):
     assert np.isclose(np.abs(expected["output"]).max(), 0.05)
 
 
+@pytest.mark.slow
 def test_tf1_oracle_is_deterministic(tf1_results):
     (w1, e1, _), (w2, e2, _) = tf1_results["multi_4_5_lengths"], tf1_results["repeat"]
     for a, b in ((w1, w2), (e1, e2)):
@@ -242,6 +245,7 @@ def test_tf1_oracle_is_deterministic(tf1_results):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_tf1_random_initial_state_is_recorded(tf1_results):
     _, expected, _ = tf1_results["multi_4_5_lengths"]
     assert expected["initial/layer_1/c"].shape == (2, 5)

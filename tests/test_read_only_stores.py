@@ -13,9 +13,9 @@ import pytest
 from conftest import error_lines, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis_budget import budget
 from mlflow.tracking import MlflowClient
 from services import postgres_cluster
-from test_hostile import budget
 
 from lstm_exp.cli import compare
 from lstm_exp.record.read_only import schema_head
@@ -58,6 +58,7 @@ STORES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("kind", STORES)
 def test_a_database_that_is_no_store_of_this_mlflow_is_refused_unchanged(tmp_path, command, kind):
@@ -73,6 +74,7 @@ def test_a_database_that_is_no_store_of_this_mlflow_is_refused_unchanged(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]  # no journal, lock or artifacts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path, command):
     path = tmp_path / "nowhere" / "mlflow.db"
@@ -84,6 +86,7 @@ def test_a_missing_sqlite_file_is_refused_and_not_created(tmp_path, command):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_the_line_says_which_schema_and_how_to_migrate(tmp_path):
     path = tmp_path / "old.db"
     mlflow_store_at(path, OLDER_REVISION)
@@ -93,6 +96,7 @@ def test_the_line_says_which_schema_and_how_to_migrate(tmp_path):
     assert "mlflow db upgrade" in line
 
 
+@pytest.mark.slow
 def test_reading_a_store_of_this_mlflow_leaves_it_unchanged(tmp_path):
     path = tmp_path / "mlflow.db"
     client = MlflowClient(f"sqlite:///{path}")
@@ -141,6 +145,7 @@ def _postgres_tables(uri: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.service
 @pytest.mark.parametrize("command", COMMANDS)
 def test_an_empty_postgres_database_gets_no_tables(empty_postgres, tmp_path, command):
     proc = run_cli(*COMMANDS[command][1:], "--tracking-uri", empty_postgres,

@@ -2,7 +2,8 @@
 
 A job that vanishes mid-run still has its run ended by the recorder; a recorder that is killed or
 stopped mid-run has the run ended FAILED by the job itself, naming the recorder, with exit status 1.
-`run.inject_fault=pause` holds the job, its run open, until the test releases it: no race on timing.
+The pause fault (tests/faults.py) holds the job, its run open, until the test releases it: no race on
+timing.
 """
 
 import contextlib
@@ -13,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_faults import _finish, _start_cli, _statuses, _wait_running
+from background_cli import finish, start_cli, statuses, wait_running
+from faults import RELEASE_FILE, fault_overrides
+from processes import children, wait_channel
 
-from lstm_exp.compute.runner import RELEASE_FILE
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.recorder import Recorder, RecorderError
 from lstm_exp.record.store import TAG_PREFIX
@@ -25,12 +27,9 @@ TIMEOUT_S = 1  # tracking.timeout_s in these tests: a log request waits at most 
 
 def _recorder_of(pid: int) -> int:
     """The recorder process the job `pid` started."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError):
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid and b"lstm_exp.record.recorder" in (stat.parent / "cmdline").read_bytes():
-                return int(stat.parent.name)
-    raise AssertionError(f"job {pid} has no recorder process")
+    found = children(pid, "lstm_exp.record.recorder")
+    assert found, f"job {pid} has no recorder process"
+    return found[0].pid
 
 
 def _error_tag(db: Path) -> str:
@@ -39,14 +38,20 @@ def _error_tag(db: Path) -> str:
     return value
 
 
+def _has_error_tag(db: Path) -> bool:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as con:
+        return con.execute("SELECT 1 FROM tags WHERE key = ?", (TAG_PREFIX + "error",)).fetchone() is not None
+
+
 def _paused_run(tmp_path: Path):
-    proc = _start_cli("model=stacked", "run.inject_fault=pause", f"tracking.timeout_s={TIMEOUT_S}",
-                      cwd=tmp_path)
-    _wait_running(proc, tmp_path / "mlflow.db", 1)
-    assert proc.poll() is None and _statuses(tmp_path / "mlflow.db") == ["RUNNING"]
+    proc = start_cli("model=stacked", *fault_overrides(pause=[0]), f"tracking.timeout_s={TIMEOUT_S}",
+                     cwd=tmp_path)
+    wait_running(proc, tmp_path / "mlflow.db", 1)
+    assert proc.poll() is None and statuses(tmp_path / "mlflow.db") == ["RUNNING"]
     return proc
 
 
+@pytest.mark.slow
 def test_a_killed_job_has_its_run_ended_failed_by_the_recorder(tmp_path):
     proc = _paused_run(tmp_path)
     db = tmp_path / "mlflow.db"
@@ -55,16 +60,18 @@ def test_a_killed_job_has_its_run_ended_failed_by_the_recorder(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)  # no handler runs: only the recorder can end the run
         proc.wait(timeout=30)
         deadline = time.monotonic() + 60
-        while _statuses(db) == ["RUNNING"] and time.monotonic() < deadline:
+        # The recorder ends the run, then tags its reason: killing it (below) in between loses the reason.
+        while (statuses(db) == ["RUNNING"] or not _has_error_tag(db)) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        _finish(proc, tmp_path, timeout=10)
+        finish(proc, tmp_path, timeout=10)
         with contextlib.suppress(ProcessLookupError):  # never leave it behind, even on failure
             os.kill(recorder, signal.SIGKILL)
-    assert _statuses(db) == ["FAILED"]
+    assert statuses(db) == ["FAILED"]
     assert _error_tag(db) == "the lstm_exp process ended during the run"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stopped"])
 def test_a_recorder_lost_mid_run_ends_the_run_failed_from_the_job(tmp_path, how):
     proc = _paused_run(tmp_path)
@@ -72,18 +79,19 @@ def test_a_recorder_lost_mid_run_ends_the_run_failed_from_the_job(tmp_path, how)
     try:
         os.kill(recorder, how)
         (tmp_path / RELEASE_FILE).touch()  # the job computes, then asks the recorder to log
-        _, stderr = _finish(proc, tmp_path, timeout=10 * TIMEOUT_S + 60)
+        _, stderr = finish(proc, tmp_path, timeout=10 * TIMEOUT_S + 60)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(recorder, signal.SIGKILL)
     assert proc.returncode == 1, stderr
-    assert _statuses(tmp_path / "mlflow.db") == ["FAILED"]
+    assert statuses(tmp_path / "mlflow.db") == ["FAILED"]
     reason = _error_tag(tmp_path / "mlflow.db")
     assert reason.startswith("RecorderError: the recorder")
     assert ("killed by signal 9" if how == signal.SIGKILL else f"within {10 * TIMEOUT_S} s") in reason
     assert "RecorderError" in stderr
 
 
+@pytest.mark.slow
 def test_a_stale_reply_never_reaches_a_later_request(tmp_path):
     # The first request is refused (no such run) and never waited for, as after an interrupted wait;
     # the second one must get its own answer, not the first one's.
@@ -101,6 +109,7 @@ def test_a_stale_reply_never_reaches_a_later_request(tmp_path):
         recorder.kill()
 
 
+@pytest.mark.slow
 def test_a_refusal_comes_back_as_bad_input(tmp_path):
     recorder = Recorder()
     try:
@@ -115,9 +124,10 @@ def test_a_refusal_comes_back_as_bad_input(tmp_path):
 
 def _blocked_in_select(tid: int) -> bool:
     """Whether thread `tid` of this process sleeps in select/poll (a wait for the recorder's answer)."""
-    return "poll" in Path(f"/proc/self/task/{tid}/wchan").read_text()
+    return "poll" in wait_channel(tid)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_recorder_answers_the_open_ends_the_new_run_killed(tmp_path):
     """Ctrl-C while the job waits for the recorder's answer to `open`: the run it creates ends KILLED.
 
@@ -151,5 +161,5 @@ def test_ctrl_c_while_the_recorder_answers_the_open_ends_the_new_run_killed(tmp_
         os.kill(recorder.process.pid, signal.SIGCONT)
         recorder.close()
         recorder.process.wait(timeout=60)
-    assert _statuses(tmp_path / "mlflow.db") == ["KILLED"]
+    assert statuses(tmp_path / "mlflow.db") == ["KILLED"]
     assert _error_tag(tmp_path / "mlflow.db") == "interrupted (Ctrl-C)"

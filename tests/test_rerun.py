@@ -1,6 +1,6 @@
 """`python -m lstm_exp.rerun RUN_ID`: a recorded run rebuilt from its own artifacts, bit for bit.
 
-The module's one recorded run is altered by the last test (its logged weights), so it runs last.
+Each test reads or alters its own copy of the session's recorded run: they run in any order.
 """
 
 import hashlib
@@ -12,17 +12,14 @@ from mlflow.tracking import MlflowClient
 
 from lstm_exp.cli import rerun
 
+pytestmark = pytest.mark.slow  # every test reads or reruns a run recorded through the CLI
 
-@pytest.fixture(scope="module")
-def logged_run(tmp_path_factory):
-    """(launch directory, tracking URI, run id) of one recorded `model=stacked` run."""
-    launch = tmp_path_factory.mktemp("rerun")
-    proc = run_cli("model=stacked", "input.lengths=[3,2]", cwd=launch)
-    assert proc.returncode == 0, proc.stderr
-    uri = f"sqlite:///{launch / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("lstm_exp").experiment_id])
-    return launch, uri, run.info.run_id
+
+@pytest.fixture
+def logged_run(stacked_run):
+    """(launch directory, tracking URI, run id) of this test's copy of a recorded `model=stacked` run
+    with `input.lengths=[3,2]` (conftest.stacked_run)."""
+    return stacked_run.folder, stacked_run.uri, stacked_run.run_id
 
 
 def test_a_run_records_its_input_as_a_dataset(logged_run):
@@ -83,3 +80,21 @@ def test_a_trained_run_retrains_to_the_same_weights_bit_for_bit(tmp_path):
     proc = run_cli(run.info.run_id, module="lstm_exp.rerun", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "weights:layer_0/kernel" in proc.stdout and "identical" in proc.stdout
+
+
+def test_a_run_recorded_with_a_retired_key_is_rebuilt_without_it(tmp_path):
+    """config.yaml of earlier versions holds `run.inject_fault: null`; the schema no longer has it."""
+    from omegaconf import OmegaConf
+
+    import lstm_exp
+    from lstm_exp.cli.rerun import rebuild_config
+
+    recorded = OmegaConf.to_container(lstm_exp.compose("model=stacked", "seed=4"))
+    recorded["run"]["inject_fault"] = None
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(recorded))
+    cfg = rebuild_config(tmp_path / "config.yaml", tmp_path / "weights.npz", "r1")
+    assert "inject_fault" not in cfg.run and cfg.seed == 4
+    recorded["run"]["no_such_key"] = 1  # a key that was never ours is still refused
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(recorded))
+    with pytest.raises(lstm_exp.ConfigError, match="RUN_ID"):
+        rebuild_config(tmp_path / "config.yaml", tmp_path / "weights.npz", "r1")

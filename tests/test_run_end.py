@@ -7,6 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lstm_exp.record.local_store import LocalStore
+from lstm_exp.record.metrics import RunMetrics
 from lstm_exp.record.run_end import RunEnded
 
 KILLED_REASON = "terminated (SIGTERM: kill, scancel or a time limit)"
@@ -17,6 +18,7 @@ def _open(local: LocalStore, uri: str, parent: str | None = None) -> str:
     return opened["run_id"]
 
 
+@pytest.mark.slow
 def test_ending_a_killed_run_finished_leaves_it_killed_with_its_reason(store):
     _, uri = store
     local = LocalStore()
@@ -38,7 +40,8 @@ def test_a_job_whose_run_was_killed_logs_nothing_to_it(store, tmp_path):
     folder.mkdir()
     (folder / "summary.txt").write_text("done\n")
     with pytest.raises(RunEnded, match="KILLED"):
-        local.log(uri, run_id, str(folder), [("layer_0.h_norm", 1.0, 0)], {"seed": "0"}, {"k": "v"})
+        local.log(uri, run_id, str(folder), RunMetrics(per_step={"layer_0.h_norm": (1.0,)}), {"seed": "0"},
+                  {"k": "v"})
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "KILLED"
@@ -46,6 +49,7 @@ def test_a_job_whose_run_was_killed_logs_nothing_to_it(store, tmp_path):
     assert client.list_artifacts(run_id) == []
 
 
+@pytest.mark.slow
 def test_a_parent_ends_only_its_children_still_running(store):
     _, uri = store
     local = LocalStore()

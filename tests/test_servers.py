@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 from mlflow.tracking import MlflowClient
-from services import group_alive, mlflow_server, postgres_cluster, stop_group
+from processes import group_members, with_command
+from services import mlflow_server, postgres_cluster, stop_group
 
 pytestmark = pytest.mark.slow
 HTTP_TIMEOUT_S = 15
@@ -30,15 +31,7 @@ def _track_one_run(url: str, tmp_path: Path) -> None:
     assert [f.path for f in client.list_artifacts(run)] == ["a.txt"]
 
 
-def _processes_with(text: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            if text.encode() in cmdline.read_bytes().replace(b"\0", b" "):
-                found.append(int(cmdline.parent.name))
-    return found
-
-
+@pytest.mark.service
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_server_tracks_and_stops_whole(backend, tmp_path):
     with contextlib.ExitStack() as stack:
@@ -49,14 +42,14 @@ def test_server_tracks_and_stops_whole(backend, tmp_path):
         with mlflow_server(backend_uri, tmp_path / "server") as url:
             _track_one_run(url, tmp_path)
             port_arg = f"--port {url.rsplit(':', 1)[1]}"
-            assert _processes_with(port_arg)
+            assert with_command(port_arg)
         with pytest.raises(requests.ConnectionError):
             requests.get(url + "/health", timeout=HTTP_TIMEOUT_S)
-        assert _processes_with(port_arg) == []
+        assert with_command(port_arg) == []
 
 
 def test_stop_group_ends_every_member():
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
-    assert group_alive(process.pid) == [process.pid]
+    assert group_members(process.pid) == [process.pid]
     stop_group(process, timeout_s=10)
-    assert group_alive(process.pid) == []
+    assert group_members(process.pid) == []

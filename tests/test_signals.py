@@ -31,6 +31,7 @@ def test_a_sigterm_made_into_another_error_still_ends_the_block_as_terminated():
     assert isinstance(stopped.value.__cause__, ImportError)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_while_it_loads_ends_killed_and_the_stop_goes_on(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     request = OpenRequest(uri, "stops", 15.0, {}, "job")

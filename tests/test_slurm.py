@@ -17,17 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import error_lines, run_cli
+from faults import RELEASE_FILE, fault_overrides, on_python_path
 from mlflow.tracking import MlflowClient
 from services import mlflow_server
 from slurm_cluster import Cluster, slurm_cluster
 from sweeps import read_states
 
 import lstm_exp
-from lstm_exp.compute.runner import RELEASE_FILE
 
 # The preset, with a short grace and poll for a local filesystem and an idle test cluster.
 SLURM = ("hydra/launcher=slurm", "hydra.launcher.poll_s=1", "hydra.launcher.lost_job_grace_s=5")
 SMALL = ("model=stacked", "input=random")
+PAUSED = "seed=1"  # the job that PAUSE_ONE holds: its overrides tag names it
+PAUSE_ONE = ("seed=0,1", *fault_overrides(pause=[1]))  # job 1 holds its open run until released
 SWEEP_TIMEOUT_S = 600  # one sweep on the 2-CPU test cluster, TensorFlow's start in each job included
 JOB_START_TIMEOUT_S = 240  # until a job runs (and its MLflow run is open)
 
@@ -52,10 +54,13 @@ def tracked(url: str, experiment: str) -> tuple[str, ...]:
 @contextlib.contextmanager
 def background_sweep(cluster: Cluster, *overrides: str, launch: Path,
                      launcher: tuple[str, ...] = SLURM) -> Iterator[subprocess.Popen]:
-    """`python -m lstm_exp.run -m` in the background, with Slurm's clients pointed at `cluster`."""
+    """`python -m lstm_exp.run -m` in the background, with Slurm's clients pointed at `cluster`.
+
+    Its jobs inherit its environment, `faults` on PYTHONPATH included.
+    """
     command = [sys.executable, "-m", "lstm_exp.run", "-m", *launcher, *overrides,
                f"hydra.sweep.dir={launch / 'sweep'}"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **cluster.env}
+    env = on_python_path({**os.environ, "PYTHONUNBUFFERED": "1", **cluster.env})
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(command, cwd=launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -117,14 +122,14 @@ def job_errors(proc: subprocess.CompletedProcess) -> dict[int, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.service
 def test_without_accounting_a_cancelled_job_is_reported_not_awaited(tmp_path):
     # submitit alone asks sacct, which knows nothing here, and would wait for job 1 forever.
     with slurm_cluster(tmp_path / "cluster", accounting=False) as bare:
         launch = tmp_path / "launch"
         launch.mkdir()
-        # Job 1 is held by run.inject_fault=pause until it is cancelled (no release file).
-        with background_sweep(bare, *SMALL, "tracking.enabled=false", "run.inject_fault=null,pause",
-                              launch=launch) as proc:
+        # Job 1 is held by the pause fault until it is cancelled (no release file).
+        with background_sweep(bare, *SMALL, "tracking.enabled=false", *PAUSE_ONE, launch=launch) as proc:
             job_id = cancel_job(bare, proc, 1)
             done = finish(proc)
     assert done.returncode == 1, done.stderr[-3000:]
@@ -137,6 +142,7 @@ def test_without_accounting_a_cancelled_job_is_reported_not_awaited(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.service
 def test_sweep_of_eight_jobs_matches_the_jobs_run_in_process(cluster, server, tmp_path):
     done = sweep(cluster, *SMALL, "seed=range(0,8)", *tracked(server, "slurm_sweep"), launch=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -158,24 +164,25 @@ def cancelled_run_line(client: MlflowClient) -> str:
     """Status and reason of the cancelled job's run, for the test's output."""
     _, children = sweep_children(client, "slurm_cancel")
     return "; ".join(f"{c.info.status} {c.data.tags.get('lstm_exp.error')}" for o, c in children.items()
-                     if "inject_fault=pause" in o)
+                     if PAUSED in o.split())
 
 
 # Long enough to be cancelled while its run is open, short enough to run to its end when resumed.
-# Job 1 holds its open run (run.inject_fault=pause) until a release file appears in its launch
-# directory: it is surely running when cancelled, whatever the machine's load.
-RESUMABLE = "run.inject_fault=null,pause"
+# Job 1 holds its open run (the pause fault) until a release file appears in its launch directory:
+# it is surely running when cancelled, whatever the machine's load.
+RESUMABLE = PAUSE_ONE
 
 
 @pytest.mark.slow
+@pytest.mark.service
 def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(cluster, server, tmp_path):
     client = MlflowClient(server)
-    overrides = (*SMALL, RESUMABLE, *tracked(server, "slurm_cancel"))
+    overrides = (*SMALL, *RESUMABLE, *tracked(server, "slurm_cancel"))
 
     def computing():  # job 0 is done, job 1's run is open: it waits for the release that never comes
         exp = client.get_experiment_by_name("slurm_cancel")
         runs = client.search_runs([exp.experiment_id], "tags.mlflow.parentRunId LIKE '%'") if exp else []
-        status = {("inject_fault=pause" in run.data.tags["lstm_exp.overrides"]): run.info.status
+        status = {(PAUSED in run.data.tags["lstm_exp.overrides"].split()): run.info.status
                   for run in runs}
         return status == {False: "FINISHED", True: "RUNNING"}
 
@@ -188,9 +195,9 @@ def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(clus
     assert f"Slurm job {job_id} " in job_errors(done)[1]
     parent, children = sweep_children(client, "slurm_cancel")
     assert parent.info.status == "FAILED"
-    statuses = {("inject_fault=pause" in o): c.info.status for o, c in children.items()}
+    statuses = {(PAUSED in o.split()): c.info.status for o, c in children.items()}
     assert statuses[False] == "FINISHED"
-    cancelled = next(c for o, c in children.items() if "inject_fault=pause" in o)
+    cancelled = next(c for o, c in children.items() if PAUSED in o.split())
     assert cancelled.info.status in ("KILLED", "FAILED"), cancelled.data.tags.get("lstm_exp.error")
     assert "forward_ms" not in cancelled.data.metrics  # no partial work recorded as done
 
@@ -203,10 +210,11 @@ def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(clus
     # Job 0 was skipped (its FINISHED run has the same config and code_version, which hashes the sources).
     versions = {o: c.data.tags.get("lstm_exp.code_version") for o, c in children.items()}
     assert [c.info.status for c in children.values()] == ["FINISHED"], versions
-    assert "inject_fault=pause" in next(iter(children))
+    assert PAUSED in next(iter(children)).split()
 
 
 @pytest.mark.slow
+@pytest.mark.service
 @pytest.mark.parametrize("launcher", [
     pytest.param(SLURM, id="slurm"),
     # The plugin's own launcher: its launch keeps the job handles, so the sweep goes through ours.
@@ -214,7 +222,7 @@ def test_a_cancelled_job_ends_its_run_and_the_sweep_and_resume_runs_only_it(clus
 ])
 def test_sigterm_to_the_sweep_cancels_its_job_array_and_every_run_ends_killed(cluster, server, tmp_path,
                                                                                launcher):
-    # Both jobs hold their open runs (run.inject_fault=pause, no release file) until they are stopped.
+    # Both jobs hold their open runs (the pause fault, no release file) until they are stopped.
     client = MlflowClient(server)
     experiment = f"slurm_stop_{launcher[0].rsplit('=', 1)[1]}"
 
@@ -225,7 +233,7 @@ def test_sigterm_to_the_sweep_cancels_its_job_array_and_every_run_ends_killed(cl
         runs = client.search_runs([exp.experiment_id], "tags.mlflow.parentRunId LIKE '%'") if exp else []
         return [run.info.status for run in runs] == ["RUNNING", "RUNNING"]
 
-    overrides = (*SMALL, "seed=0,1", "run.inject_fault=pause", *tracked(server, experiment))
+    overrides = (*SMALL, "seed=0,1", *fault_overrides(pause=[0, 1]), *tracked(server, experiment))
     with background_sweep(cluster, *overrides, launch=tmp_path, launcher=launcher) as proc:
         cluster.wait_for(both_running, "both jobs' runs open", JOB_START_TIMEOUT_S)
         proc.send_signal(signal.SIGTERM)  # to the submitting process alone; the jobs get nothing from us
@@ -240,14 +248,15 @@ def test_sigterm_to_the_sweep_cancels_its_job_array_and_every_run_ends_killed(cl
 
 
 @pytest.mark.slow
+@pytest.mark.service
 def test_a_job_that_fails_fails_alone(cluster, server, tmp_path):
-    done = sweep(cluster, *SMALL, "run.inject_fault=null,forward",
+    done = sweep(cluster, *SMALL, "seed=0,1", *fault_overrides(forward=[1]),
                  *tracked(server, "slurm_fault"), launch=tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]
     _, children = sweep_children(MlflowClient(server), "slurm_fault")
     assert len(children) == 2
     for overrides, child in children.items():
-        if "inject_fault=forward" in overrides:
+        if "seed=1" in overrides.split():
             assert child.info.status == "FAILED"
             assert "fault injected" in child.data.tags["lstm_exp.error"]
         else:
@@ -255,11 +264,12 @@ def test_a_job_that_fails_fails_alone(cluster, server, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.service
 def test_a_job_past_its_time_limit_is_reported_so(cluster, server, tmp_path):
     # No early USR2 (the preset's signal_delay_s=0): Slurm stops the job at its limit, SIGTERM then SIGKILL.
-    # Job 1 is held by run.inject_fault=pause (no release file: it would wait 300 s), so it is past
+    # Job 1 is held by the pause fault (no release file: it would wait 300 s), so it is past
     # its one-minute limit however fast the machine computes.
-    done = sweep(cluster, *SMALL, "run.inject_fault=null,pause", "hydra.launcher.timeout_min=1",
+    done = sweep(cluster, *SMALL, *PAUSE_ONE, "hydra.launcher.timeout_min=1",
                  *tracked(server, "slurm_timeout"), launch=tmp_path)
     assert done.returncode == 1, done.stderr[-3000:]
     errors = job_errors(done)
@@ -268,7 +278,7 @@ def test_a_job_past_its_time_limit_is_reported_so(cluster, server, tmp_path):
     assert re.search(r"timed-out|TIMEOUT|time limit", errors[1]), errors[1]
     _, children = sweep_children(MlflowClient(server), "slurm_timeout")
     for overrides, child in children.items():
-        expected = ("FAILED", "KILLED") if "inject_fault=pause" in overrides else ("FINISHED",)
+        expected = ("FAILED", "KILLED") if PAUSED in overrides.split() else ("FINISHED",)
         assert child.info.status in expected, (overrides, child.data.tags.get("lstm_exp.error"))
 
 

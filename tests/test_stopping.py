@@ -2,9 +2,10 @@
 
 SIGTERM goes to the sweep's launching process alone (what `kill PID` does; the jobs get nothing from
 outside), under each local launcher: the process exits 143 with every job process gone and every run
-KILLED. Then the jobs are released (`run.inject_fault=pause` holds each one, its run open, until the
-release file appears): a job that had outlived its sweep would now finish and end its run FINISHED. The
-test waits until every process the sweep started is provably gone, and only then reads the store.
+KILLED. Then the jobs are released (the pause fault of tests/faults.py holds each one, its run open,
+until the release file appears): a job that had outlived its sweep would now finish and end its run
+FINISHED. The test waits until every process the sweep started is provably gone, and only then reads
+the store.
 The Slurm launcher's case is in test_slurm.py.
 """
 
@@ -14,20 +15,19 @@ import time
 import uuid
 
 import pytest
-from conftest import marked_processes
-from test_faults import _finish, _start_cli, _statuses, _wait_running
-
-from lstm_exp.compute.runner import RELEASE_FILE
+from background_cli import finish, start_cli, statuses, wait_running
+from faults import RELEASE_FILE, fault_overrides
+from processes import Process, with_environment
 
 MARK = "LSTM_EXP_STOP_TEST"  # in the environment of every process the sweep starts
 JOB_PROCESSES = ("submitit", "LokyProcess")  # a job's process, or the controller that started it
 GONE_TIMEOUT_S = 300  # for every process the sweep started to exit (a released job finishes first)
 
 
-def _wait_gone(mark: bytes, timeout_s: float) -> list[tuple[int, str]]:
+def _wait_gone(mark: str, timeout_s: float) -> list[Process]:
     """The processes still carrying `mark` once none is left, or `timeout_s` has passed."""
     deadline = time.monotonic() + timeout_s
-    while (left := marked_processes(mark)) and time.monotonic() < deadline:
+    while (left := with_environment(mark)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
@@ -35,6 +35,7 @@ def _wait_gone(mark: bytes, timeout_s: float) -> list[tuple[int, str]]:
 SLOW = pytest.mark.slow
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("launcher", "runs"), [
     # In-process, the jobs run one after the other: the parent and job 0 are open when SIGTERM comes.
     pytest.param(("hydra/launcher=basic",), 2, id="in-process"),
@@ -43,28 +44,28 @@ SLOW = pytest.mark.slow
 ])
 def test_sigterm_stops_every_job_and_their_runs_stay_killed(tmp_path, launcher, runs):
     value = uuid.uuid4().hex
-    mark = f"{MARK}={value}".encode()
+    mark = f"{MARK}={value}"
     db = tmp_path / "mlflow.db"
-    proc = _start_cli("-m", *launcher, "model=stacked", "seed=0,1", "run.inject_fault=pause",
-                      f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path, env={MARK: value})
+    proc = start_cli("-m", *launcher, "model=stacked", "seed=0,1", *fault_overrides(pause=[0, 1]),
+                     f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path, env={MARK: value})
     try:
-        _wait_running(proc, db, runs, timeout=240)
-        assert proc.poll() is None and _statuses(db).count("RUNNING") == runs, "the jobs never all started"
+        wait_running(proc, db, runs, timeout=240)
+        assert proc.poll() is None and statuses(db).count("RUNNING") == runs, "the jobs never all started"
         os.kill(proc.pid, signal.SIGTERM)
-        _, stderr = _finish(proc, tmp_path, timeout=120)
-        jobs_left = [p for p in marked_processes(mark) if any(name in p[1] for name in JOB_PROCESSES)]
+        _, stderr = finish(proc, tmp_path, timeout=120)
+        jobs_left = [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
     finally:
         (tmp_path / RELEASE_FILE).touch()  # a job still alive goes on to its end: the test would see it
         left = _wait_gone(mark, GONE_TIMEOUT_S)
     assert proc.returncode == 143, stderr[-3000:]
     assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr
-    assert _statuses(db) == ["KILLED"] * runs  # no job came back to end its run otherwise
+    assert statuses(db) == ["KILLED"] * runs  # no job came back to end its run otherwise
     assert jobs_left == [], "job processes outlived their sweep"
     assert left == [], "processes the sweep started are still running"
 
 
-def _job_processes(mark: bytes) -> list[tuple[int, str]]:
-    return [p for p in marked_processes(mark) if "submitit.core._submit" in p[1]]
+def _job_processes(mark: str) -> list[Process]:
+    return [p for p in with_environment(mark) if "submitit.core._submit" in p.command]
 
 
 @pytest.mark.slow
@@ -72,18 +73,18 @@ def test_sigterm_stops_the_jobs_of_a_sweep_that_records_nothing(tmp_path):
     # No store to watch: the jobs are known to run once their processes exist. Without an open run, a
     # job may ignore SIGTERM (submitit's handler): then it is cancelled after the grace.
     value = uuid.uuid4().hex
-    mark = f"{MARK}={value}".encode()
-    proc = _start_cli("-m", "hydra/launcher=submitit_local", "tracking.enabled=false", "seed=0,1",
-                      "run.inject_fault=pause", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path,
-                      env={MARK: value})
+    mark = f"{MARK}={value}"
+    proc = start_cli("-m", "hydra/launcher=submitit_local", "tracking.enabled=false", "seed=0,1",
+                     *fault_overrides(pause=[0, 1]), f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path,
+                     env={MARK: value})
     try:
         deadline = time.monotonic() + 240
         while len(_job_processes(mark)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None and len(_job_processes(mark)) == 2, "the jobs never started"
         os.kill(proc.pid, signal.SIGTERM)
-        _, stderr = _finish(proc, tmp_path, timeout=120)
-        jobs_left = [p for p in marked_processes(mark) if any(name in p[1] for name in JOB_PROCESSES)]
+        _, stderr = finish(proc, tmp_path, timeout=120)
+        jobs_left = [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
     finally:
         (tmp_path / RELEASE_FILE).touch()
         left = _wait_gone(mark, GONE_TIMEOUT_S)
@@ -97,27 +98,27 @@ def test_a_second_sigterm_does_not_cut_the_stop_short(tmp_path):
     # `kill` twice, or a scheduler's repeated SIGTERM: the second one arrives while the sweep is still
     # stopping its jobs. Raised there, it ended the wait and the sweep exited with the jobs running.
     value = uuid.uuid4().hex
-    mark = f"{MARK}={value}".encode()
+    mark = f"{MARK}={value}"
     db = tmp_path / "mlflow.db"
-    proc = _start_cli("-m", "hydra/launcher=submitit_local", "model=stacked", "seed=0,1",
-                      "run.inject_fault=pause", f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path,
-                      env={MARK: value})
+    proc = start_cli("-m", "hydra/launcher=submitit_local", "model=stacked", "seed=0,1",
+                     *fault_overrides(pause=[0, 1]), f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path,
+                     env={MARK: value})
     try:
-        _wait_running(proc, db, 3, timeout=240)
-        assert proc.poll() is None and _statuses(db).count("RUNNING") == 3, "the jobs never all started"
+        wait_running(proc, db, 3, timeout=240)
+        assert proc.poll() is None and statuses(db).count("RUNNING") == 3, "the jobs never all started"
         os.kill(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 60  # Hydra's log goes to stdout
         while ("stopping 2 submitit_local job(s)" not in (tmp_path / "stdout.txt").read_text()
                and proc.poll() is None and time.monotonic() < deadline):
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGTERM)
-        _, stderr = _finish(proc, tmp_path, timeout=120)
-        jobs_left = [p for p in marked_processes(mark) if any(name in p[1] for name in JOB_PROCESSES)]
+        _, stderr = finish(proc, tmp_path, timeout=120)
+        jobs_left = [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
     finally:
         (tmp_path / RELEASE_FILE).touch()
         left = _wait_gone(mark, GONE_TIMEOUT_S)
     assert jobs_left == [], "job processes outlived their sweep"
     assert proc.returncode == 143, stderr[-3000:]
-    assert _statuses(db) == ["KILLED"] * 3
+    assert statuses(db) == ["KILLED"] * 3
     assert "SIGTERM ignored until that is done" in (tmp_path / "stdout.txt").read_text()
     assert left == [], "processes the sweep started are still running"

@@ -1,10 +1,10 @@
-"""The grid a `-m` sweep runs (lstm_exp.cli.sweep_grid): Hydra's basic-sweeper expansion, in batches."""
+"""The grid a `-m` sweep runs (lstm_exp.jobs.sweep_grid): Hydra's basic-sweeper expansion, in batches."""
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from lstm_exp.cli.sweep_grid import job_batches, params_overrides
 from lstm_exp.errors import ConfigError
+from lstm_exp.jobs.sweep_grid import job_batches, params_overrides
 
 
 def _jobs(*overrides: str, max_batch_size: int | None = None, config_loader=None) -> list:

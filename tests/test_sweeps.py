@@ -1,6 +1,7 @@
 """A `-m` sweep as one parent run with distinct children, its summary table, and `resume=true`.
 
-One 6-job sweep is shared by the module; the resume test runs last because it deletes a child.
+One 6-job sweep is recorded for the module; each test gets its own copy of it (the resume test deletes
+and fails children), so they run in any order.
 """
 
 import csv
@@ -11,13 +12,16 @@ from types import SimpleNamespace
 import pytest
 from conftest import run_cli
 from mlflow.tracking import MlflowClient
+from recorded_run import copy_store
+
+pytestmark = pytest.mark.slow  # every test reads a 6-job sweep or runs one
 
 SWEEP = ("-m", "model.units=[4],[4,5],[8,8,8]", "seed=0,1")
 OUTPUT_SIZE = {"[4]": 4, "[4,5]": 5, "[8,8,8]": 8}
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def recorded_sweep(tmp_path_factory):
     launch = tmp_path_factory.mktemp("sweep")
     start = time.perf_counter()
     proc = run_cli(*SWEEP, cwd=launch)
@@ -26,6 +30,14 @@ def sweep(tmp_path_factory):
     client = MlflowClient(f"sqlite:///{launch / 'mlflow.db'}")
     print(f"6-job sweep: {wall_s:.1f} s wall")
     return SimpleNamespace(launch=launch, client=client, wall_s=wall_s)
+
+
+@pytest.fixture
+def sweep(recorded_sweep, tmp_path):
+    """This test's own copy of the module's sweep and its store."""
+    launch = copy_store(recorded_sweep.launch, tmp_path / "sweep")
+    return SimpleNamespace(launch=launch, client=MlflowClient(f"sqlite:///{launch / 'mlflow.db'}"),
+                           wall_s=recorded_sweep.wall_s)
 
 
 def _runs(client: MlflowClient) -> tuple[list, list]:

@@ -9,6 +9,7 @@ import pytest
 import lstm_exp
 from lstm_exp.compute import tasks
 from lstm_exp.compute.runner import prepare
+from lstm_exp.config.experiment import parse
 from lstm_exp.errors import ConfigError
 
 
@@ -108,11 +109,12 @@ def test_sine_next_value_and_persistence_baseline():
 ])
 def test_bad_task_settings_name_the_key(overrides, key):
     with pytest.raises(ConfigError) as caught:
-        prepare(lstm_exp.compose("tracking.enabled=false", *overrides))
+        prepare(parse(lstm_exp.compose("tracking.enabled=false", *overrides)))
     assert caught.value.key == key
 
 
 def test_bidirectional_adding_and_no_task_are_accepted():
-    prepared = prepare(lstm_exp.compose("tracking.enabled=false", "task=adding", "model.bidirectional=true"))
+    cfg = lstm_exp.compose("tracking.enabled=false", "task=adding", "model.bidirectional=true")
+    prepared = prepare(parse(cfg))
     assert prepared.data.x.shape == (tasks.HELD_OUT, 20, 2)
-    assert prepare(lstm_exp.compose("tracking.enabled=false")).data.x.shape == (1, 1, 6)
+    assert prepare(parse(lstm_exp.compose("tracking.enabled=false"))).data.x.shape == (1, 1, 6)

@@ -13,6 +13,8 @@ from conftest import run_cli
 
 import lstm_exp
 
+pytestmark = pytest.mark.slow  # TF1 in a subprocess, then the CLI
+
 try:  # `python -m pytest` from the repo root
     from tests.oracles.tf1_oracle import load_oracle, run_oracles
 except ImportError:  # plain `pytest`: only tests/ is on sys.path

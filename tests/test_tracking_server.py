@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from services import mlflow_server, postgres_cluster
 from sweeps import HTTP_TIMEOUT_S, outcomes, parent_id, run_sweep
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.service]
 
 
 def _rest(url: str, endpoint: str, **body) -> dict:

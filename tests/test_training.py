@@ -9,8 +9,9 @@ from lstm_exp.compute import tasks
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.runner import execute
 from lstm_exp.compute.training import train
+from lstm_exp.config.experiment import parse
+from lstm_exp.config.specs import ModelSpec
 from lstm_exp.config.task_schema import TaskConfig
-from lstm_exp.config.validate import ModelSpec
 
 TINY = {"timesteps": 6, "train_size": 48, "val_size": 16, "epochs": 2, "batch_size": 16}
 
@@ -23,6 +24,7 @@ def _train(task, spec, seed=0, on_epoch=None):
     return train(task, spec, initial_weights(spec, tasks.features(task), seed), seed, on_epoch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, spec", [
     ("adding", ModelSpec("lstm", (3, 2))),
     ("adding", ModelSpec("lstm", (3,), bidirectional=True)),
@@ -46,6 +48,7 @@ def test_trained_weights_keep_the_initial_layout_and_change(name, spec):
                                                       tasks.outputs(task))
 
 
+@pytest.mark.slow
 def test_training_is_bit_for_bit_repeatable():
     task, spec = _tiny("adding", epochs=3, train_size=40), ModelSpec("lstm", (4,))  # 40: a partial batch
     first, second = _train(task, spec), _train(task, spec)
@@ -58,11 +61,12 @@ def test_training_is_bit_for_bit_repeatable():
     assert not np.array_equal(other.weights["layer_0/kernel"], first.weights["layer_0/kernel"])
 
 
+@pytest.mark.slow
 def test_execute_trains_then_runs_the_trained_stack_on_held_out_sequences():
     cfg = lstm_exp.compose("tracking.enabled=false", "task=flipflop", "model.units=[4]",
                            *(f"task.{k}={v}" for k, v in TINY.items()))
     epochs = []
-    result = execute(cfg, on_epoch=lambda *args: epochs.append(args))
+    result = execute(parse(cfg), on_epoch=lambda *args: epochs.append(args))
     training = result.training
     assert len(epochs) == 2 and training.val_loss == [e[2] for e in epochs]
     assert training.baseline_loss == 1.0 and "train_s" in result.timings

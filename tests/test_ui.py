@@ -9,7 +9,7 @@ import requests
 from conftest import run_cli
 from services import mlflow_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.service]
 HTTP_TIMEOUT = 15  # s: one request
 
 

@@ -1,18 +1,16 @@
 """Weight layouts: round trips, detection, checkpoint names, errors, and the export CLI."""
 
-import re
 
 import numpy as np
 import pytest
 from conftest import error_lines, run_cli
-from omegaconf import OmegaConf
 
 import lstm_exp
 from lstm_exp.cli import weights as export_cli
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.layouts import checkpoint_names, detect_layout, layout_shapes, to_keras, to_layout
 from lstm_exp.compute.weights import load_weights
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config.specs import ModelSpec, WeightsSpec
 from lstm_exp.errors import ConfigError
 
 PLAIN = ModelSpec("lstm", (4, 5))
@@ -22,7 +20,7 @@ SPECS = {"plain": PLAIN, "peep_proj": PEEP_PROJ, "bidirectional": BIDIRECTIONAL}
 
 
 def _weights_cfg(path, layout="auto", forget_bias=1.0):
-    return OmegaConf.create({"path": str(path), "layout": layout, "forget_bias": forget_bias})
+    return WeightsSpec(str(path), layout, forget_bias)
 
 
 def _reimport(tmp_path, arrays, spec, layout, forget_bias=1.0):
@@ -137,6 +135,7 @@ def test_unusable_layouts(tmp_path):
         load_weights(_weights_cfg(tmp_path / "nothing"), PLAIN, 6)
 
 
+@pytest.mark.slow
 def test_feature_mismatch_from_the_cli(tmp_path):
     # The tutorial's weights (F=6) on a 5-feature input: exit 2, one line naming key and shapes.
     result = lstm_exp.execute(lstm_exp.compose("model=stacked", "tracking.enabled=false"))
@@ -150,18 +149,15 @@ def test_feature_mismatch_from_the_cli(tmp_path):
     assert "cell_0/kernel of shape (9, 16) (the input has F=5 features); found (10, 16)" in lines[0]
 
 
-@pytest.fixture(scope="module")
-def recorded_run(tmp_path_factory):
-    """(store folder, run id, the run's weights.npz) of one run logged into a fresh SQLite store."""
-    tmp = tmp_path_factory.mktemp("store")
-    proc = run_cli("model=stacked", f"tracking.uri=sqlite:///{tmp}/mlflow.db", cwd=tmp)
-    assert proc.returncode == 0, proc.stderr
-    run_id = re.search(r"MLflow run (\w+)", proc.stdout).group(1)
-    (logged,) = tmp.rglob("weights.npz")  # the store's only run; its folder layout is MLflow's
+@pytest.fixture
+def recorded_run(stacked_run):
+    """(store folder, run id, the run's weights.npz) of this test's copy of a recorded `model=stacked` run."""
+    (logged,) = stacked_run.folder.rglob("weights.npz")  # the store's only run; its folder layout is MLflow's
     with np.load(logged) as archive:
-        return tmp, run_id, dict(archive)
+        return stacked_run.folder, stacked_run.run_id, dict(archive)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["torch", "tf1", "keras"])
 def test_export_cli_re_imports_to_the_same_arrays(recorded_run, tmp_path, layout, monkeypatch, capsys):
     store, run_id, logged = recorded_run
@@ -176,6 +172,7 @@ def test_export_cli_re_imports_to_the_same_arrays(recorded_run, tmp_path, layout
         np.testing.assert_array_equal(back[key], value, err_msg=key)
 
 
+@pytest.mark.slow
 def test_export_cli_bad_run_id(recorded_run):
     store, _, _ = recorded_run
     proc = run_cli("export", "no-such-run", "--layout", "torch", "--tracking-uri", f"sqlite:///{store}/mlflow.db",

@@ -1,6 +1,6 @@
 """The launcher `hydra/launcher=slurm` selects: submitit_slurm, whose wait notices lost jobs.
 
-Hydra loads launchers only from the `hydra_plugins` package; the work is in `lstm_exp.cli.slurm_launcher`.
+Hydra loads launchers only from the `hydra_plugins` package; the work is in `lstm_exp.jobs.slurm_launcher`.
 Imported by Hydra at every start, so it imports nothing heavy. Its instances are pickled into each job.
 """
 
@@ -15,10 +15,12 @@ class LstmExpSlurmLauncher(SlurmLauncher):
     Args:
         lost_job_grace_s: how long a job that squeue no longer lists may take to show its result.
         poll_s: how often the result files and squeue are looked at.
-        params: submitit_slurm's own keys (conf/hydra/launcher/slurm.yaml).
+        params: submitit_slurm's own keys.
+
+    Its options, and their defaults, are `lstm_exp.config.slurm_schema.SlurmLauncherConf`.
     """
 
-    def __init__(self, lost_job_grace_s: float = 60, poll_s: float = 5, **params: Any) -> None:
+    def __init__(self, *, lost_job_grace_s: float, poll_s: float, **params: Any) -> None:
         super().__init__(**params)
         # Kept as given: `lstm_exp.config.launcher_validate` checks them before the sweep starts, and
         # names the key, which a conversion failing here could not.
@@ -26,6 +28,6 @@ class LstmExpSlurmLauncher(SlurmLauncher):
         self.poll_s = poll_s
 
     def launch(self, job_overrides, initial_job_idx: int) -> list:
-        from lstm_exp.cli.slurm_launcher import launch
+        from lstm_exp.jobs.slurm_launcher import launch
 
         return launch(self, job_overrides, initial_job_idx, self.lost_job_grace_s, self.poll_s)

@@ -1,7 +1,7 @@
 """The sweeper `conf/config.yaml` selects: a grid sweep, recorded as one MLflow parent run.
 
-Hydra instantiates sweepers only from the `hydra_plugins` package; the work is in `lstm_exp.cli.sweep`
-(the jobs in `lstm_exp.cli.sweep_grid`). Its options are `conf/hydra/sweeper/lstm_exp.yaml`; Hydra
+Hydra instantiates sweepers only from the `hydra_plugins` package; the work is in `lstm_exp.jobs.sweep`
+(the jobs in `lstm_exp.jobs.sweep_grid`). Its options are `conf/hydra/sweeper/lstm_exp.yaml`; Hydra
 learns the class from `lstm_exp.cli.plugins`. Imported at every start, so it imports nothing heavy.
 """
 
@@ -35,6 +35,6 @@ class LstmExpSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> list:
-        from lstm_exp.cli.sweep import run_sweep
+        from lstm_exp.jobs.sweep import run_sweep
 
         return run_sweep(self, arguments)

@@ -108,5 +108,5 @@ def store_uri(option: str, uri: str | None) -> str | None:
         try:
             check_store_uri(uri)
         except ConfigError as error:
-            raise ConfigError(option, uri, error.allowed) from None
+            raise ConfigError(option, error.received, error.allowed) from None  # a password starred
     return uri

@@ -7,8 +7,9 @@ default editable install (`pip install -e .`, `uv pip install -e .`) serves our 
 path would also make the checkout's other folders importable, and conf/ is mapped to lstm_exp.conf.
 A layout that made setuptools choose a path would depend on its heuristics. An ordinary import goes
 through the hook in every install mode, so the entry point imports the two plugin classes and hands
-them to Hydra's public `Plugins.register`. Their config options are YAML in conf/hydra/, which the
-config search path finds without any walk, so a single run never needs a plugin at all.
+them to Hydra's public `Plugins.register`. Their config options need no walk either: the sweeper's
+are YAML in conf/hydra/, found by the config search path, and the Slurm launcher's a dataclass that
+`lstm_exp.config.schema.register` puts in Hydra's ConfigStore; a single run never needs a plugin at all.
 """
 
 from hydra.core.plugins import Plugins

@@ -1,96 +1,116 @@
-"""The console report of a run, laid out as the tutorial printed its states."""
+"""`python -m lstm_exp.report`: a sweep's groups, verdict and learning curves as one HTML file to read.
 
-import numpy as np
-from omegaconf import DictConfig
+    python -m lstm_exp.report RUN_ID [--out report.html]                 # a sweep's parent run
+    python -m lstm_exp.report --group-by model.cell [--filter EXPR] [--out report.html]   # any runs
 
-from lstm_exp.record.artifacts import input_name
+The page is self-contained (figures embedded, no script, no CDN): it opens offline, and a sweep logs
+the same page on its parent as `report.html`. A parent's groups are made as its sweep made them (its
+`lstm_exp.group_by` and `lstm_exp.sweep_metric` tags), unless --group-by or --metric say otherwise.
+The store is opened read-only. Exit status: 0; 2 for a bad option, run, filter, key, metric or store.
+"""
 
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from pathlib import Path
 
-def _array(values: np.ndarray) -> str:
-    return np.array2string(values, precision=8, suppress_small=False, max_line_width=100)
-
-
-def format_report(cfg: DictConfig, result) -> str:
-    """Each layer's final c and h, the output with its shape, and the reference check."""
-    spec, arrays = result.spec, result.arrays
-    lines = [
-        f"model={cfg.model.name} ({spec.cell} {list(spec.units)}"
-        + (", bidirectional" if spec.bidirectional else "")
-        + f")  input={input_name(cfg)} {tuple(arrays['input'].shape)}  seed={cfg.seed}"
-        + f"  engine={result.engine_label}",
-    ]
-    for k, units in enumerate(spec.units):
-        lines.append(f"layer {k}: {spec.cell}, {units} units")
-        for part in ("c", "h"):
-            name = f"layer_{k}/{part}"
-            if name in arrays:
-                lines.append(f"  {part} {arrays[name].shape} =")
-                lines.append("    " + _array(arrays[name]).replace("\n", "\n    "))
-    lines.append(f"output {tuple(arrays['output'].shape)} =")
-    lines.append(_array(arrays["output"]))
-    error = result.reference_max_abs_err
-    lines.append(f"reference check: max |{result.engine} - numpy float64| = {error:.3g}")
-    if result.training:
-        t = result.training
-        lines.append(f"trained on task {cfg.task.name}: val_loss {t.val_loss[-1]:.4g} (baseline "
-                     f"{t.baseline_loss:.4g}) after {len(t.val_loss)} epochs, {t.train_s:.1f} s")
-    if "forward_ms" in result.timings:
-        lines.append(
-            f"forward: {result.timings['forward_ms']:.3f} ms median over {cfg.run.repeat} passes"
-            f", {result.timings['forward_gflops']:.2f} GFLOP/s"
-        )
-    return "\n".join(lines)
+from lstm_exp.cli.compare_groups import DIRECTIONS, group_keys, grouped_runs
+from lstm_exp.cli.options import OneLineParser, check_utf8, output_file, store_uri
+from lstm_exp.config.sweep_validate import default_group_by
+from lstm_exp.errors import ConfigError
+from lstm_exp.jobs.sweep_conclusions import rows_conclusions, swept_keys, write_report
+from lstm_exp.record.groups import read_runs
+from lstm_exp.record.runs import download, find_run, open_store, search
 
 
-def format_shapes(shapes: dict[str, tuple[int, ...]]) -> str:
-    """The dry-run table: every array's expected shape."""
-    width = max(len(name) for name in shapes)
-    return "\n".join(f"{name:<{width}}  {tuple(shape)}" for name, shape in shapes.items())
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m lstm_exp.report`."""
+    parser = OneLineParser(prog="python -m lstm_exp.report", description=__doc__.split("\n")[0])
+    parser.add_argument("run", nargs="?", default=None, metavar="RUN_ID",
+                        help="a sweep's parent run (id or unique prefix); else --group-by selects runs")
+    parser.add_argument("--group-by", default=None, metavar="KEY[,KEY]", help="config keys making the groups")
+    parser.add_argument("--metric", default=None,
+                        help="the verdict's metric (default: the sweep's, or val_loss)")
+    parser.add_argument("--direction", default=None, choices=DIRECTIONS,
+                        help="which end of --metric is better")
+    parser.add_argument("--filter", default="", help="MLflow search filter for the runs (without RUN_ID)")
+    parser.add_argument("--experiment", default="lstm_exp", help="runs searched in it (lstm_exp)")
+    parser.add_argument("--tracking-uri", default=None, help="default: sqlite:///$PWD/mlflow.db")
+    parser.add_argument("--out", type=Path, default=Path("report.html"),
+                        help="the HTML file to write, in an existing folder (report.html)")
+    return parser
 
 
-def job_overrides(overrides: list[str]) -> list[str]:
-    """The overrides that say what a job computes (where it records, and Hydra's own, left out)."""
-    return [o for o in overrides if not o.startswith(("tracking", "hydra", "resume="))]
+def _of_parent(client, args, ref: str):
+    parent = find_run(client, ref, "RUN_ID")
+    tags = parent.data.tags
+    if tags.get("lstm_exp.sweep") != "parent":
+        raise ConfigError("RUN_ID", ref, "a sweep's parent run (this one is a single run or a sweep's job; "
+                          "for any runs use --group-by with --filter)")
+    with tempfile.TemporaryDirectory(prefix="lstm_exp_report_") as tmp:
+        table = download(client, parent.info.run_id, "sweep_summary.csv", tmp, "RUN_ID")
+        with table.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    recorded = tags.get("lstm_exp.group_by")  # a parent recorded before groups existed has none
+    if args.group_by is not None:
+        keys = group_keys(args.group_by)
+    elif recorded is not None:
+        keys = recorded.split(",") if recorded else []
+    else:
+        keys = default_group_by(swept_keys([row["overrides"].split() for row in rows]))
+    metric = args.metric or tags.get("lstm_exp.sweep_metric") or None
+    direction = args.direction or tags.get("lstm_exp.sweep_direction") or "minimize"
+    found = rows_conclusions(client, rows, keys, metric, direction, ("--group-by", "--metric"))
+    return found, parent.info.run_name or parent.info.run_id, [
+        f"sweep parent run {parent.info.run_id}", f"jobs: {tags.get('lstm_exp.jobs', len(rows))}"]
 
 
-def progress_line(index: int, total: int | None, overrides: list[str], outcome) -> str:
-    """One line per sweep job as it ends: index/total, overrides, status, seconds, run id."""
-    where = f"[{index + 1}/{total}]" if total else f"[{index + 1}]"
-    overrides = job_overrides(overrides)
-    run = f"  run {outcome.run_id}" if outcome.run_id else ""
-    described = " ".join(overrides) or "(no overrides)"
-    return f"{where} {described}  {outcome.status}  {outcome.seconds:.1f} s{run}"
+def _of_filter(client, args):
+    runs = search(client, args.experiment, args.filter)
+    found = grouped_runs(runs, args.experiment, args.filter, group_keys(args.group_by), args.metric,
+                         args.direction or "minimize")
+    by_id = {r.run_id: r for r in read_runs(client, [r.run_id for g in found.groups for r in g.runs])}
+    for group in found.groups:  # the learning curves, read for the FINISHED runs only
+        group.runs = [by_id[r.run_id] for r in group.runs]
+    what = f"runs of experiment {args.experiment!r}" + (f" where {args.filter}" if args.filter else "")
+    return found, f"{what}, by {args.group_by}", [f"{len(runs)} runs: {what}"]
 
 
-def format_sweep_table(rows: list[dict]) -> str:
-    """Every job of a sweep: overrides, status, key metrics, run id, as aligned columns."""
-    if not rows:
-        return "no jobs"
-    metric_names = sorted({k for r in rows for k in r if k.endswith("_norm") and k.startswith("layer_")})
-    shown = [*metric_names[-1:], "reference_max_abs_err"]  # the last layer's h norm and the check
-    if any("val_loss" in r for r in rows):  # a training sweep: how each job did against the baseline
-        shown += ["val_loss", "baseline_loss"]
+def main(argv: list[str] | None = None) -> None:
+    """The command line; exit 2 with one line on a bad option, run, filter, key, metric or store."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        check_utf8(argv)
+        args = parser.parse_args(argv)
+        if args.run is None and args.group_by is None:
+            parser.error("give a sweep's parent RUN_ID, or --group-by (with --filter) to choose runs")
+        if args.run is not None and args.filter:
+            parser.error("--filter chooses runs without RUN_ID; a parent's runs are its sweep's jobs")
+        out = output_file("--out", args.out, (".html",))
+        uri = store_uri("--tracking-uri", args.tracking_uri)
+        with open_store(uri) as (client, uri), tempfile.TemporaryDirectory(prefix="lstm_exp_report_") as tmp:
+            found, title, facts = _of_parent(client, args, args.run) if args.run else _of_filter(client, args)
+            page = write_report(found, f"lstm_exp report: {title}", [*facts, f"store: {uri}"], uri, Path(tmp))
+            _replace(page, out)
+        print(f"report: {out}")
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
-    def cell(row, key):
-        value = row.get(key)
-        if value is None:
-            return ""
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-    columns = ["job", "overrides", "status", "seconds", *shown, "run_id"]
-    table = [[cell(r, c) for c in columns] for r in rows]
-    headers = [c.replace("reference_max_abs_err", "ref err") for c in columns]
-    widths = [max(len(h), *(len(line[i]) for line in table)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in table]
-    return "\n".join(line.rstrip() for line in lines)
+def _replace(page: Path, out: Path) -> None:
+    """Copies the page beside `out` and renames it: a full disk leaves no half-written report."""
+    partial = out.with_name(out.name + ".partial")
+    try:
+        partial.write_bytes(page.read_bytes())
+        os.replace(partial, out)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise ConfigError("--out", str(out), f"a file that can be written here ({error.strerror})") from None
 
 
-def sweep_counts(outcomes: list) -> str:
-    """'6 jobs: 4 finished, 1 skipped, 1 failed (job 3)'."""
-    counts: dict[str, int] = {}
-    for outcome in outcomes:
-        counts[outcome.status.lower()] = counts.get(outcome.status.lower(), 0) + 1
-    failed = [str(i) for i, o in enumerate(outcomes) if o.exit_status]
-    text = f"{len(outcomes)} jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
-    return text + (f" (failed: job {', '.join(failed)})" if failed else "")
+if __name__ == "__main__":
+    main()

@@ -17,8 +17,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lstm_exp.cli.options import OneLineParser, check_utf8, store_uri
 from lstm_exp.compute.array_diff import difference, read_arrays
+from lstm_exp.config.task_kinds import NO_TASK
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.runs import download, find_run, open_store
+
+# Keys earlier versions wrote into config.yaml that the schema no longer has: `run.inject_fault` (a
+# test-only fault, now a Hydra callback under tests/).
+RETIRED_KEYS = ("run.inject_fault",)
 
 
 def rebuild_config(config_path: Path, weights_path: Path, run_id: str = "") -> DictConfig:
@@ -35,12 +40,18 @@ def rebuild_config(config_path: Path, weights_path: Path, run_id: str = "") -> D
     from lstm_exp.config.schema import ExperimentConfig
 
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.load(config_path))
+        recorded = OmegaConf.load(config_path)
+        for key in RETIRED_KEYS:  # recorded by earlier versions; they changed nothing that is computed
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(recorded, parent)
+            if isinstance(node, DictConfig) and leaf in node:
+                node.pop(leaf)
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), recorded)
     except OmegaConfBaseException as error:
         reason = " ".join(str(error).split("\n")[0].split())
         allowed = f"a run whose config.yaml the current schema accepts ({reason})"
         raise ConfigError("RUN_ID", run_id, allowed) from None
-    if cfg.task.name == "none":
+    if cfg.task.name == NO_TASK:
         cfg.model.weights.path = str(weights_path)
         cfg.model.weights.layout = "keras"
     # A trained run starts again from its own starting weights and trains again: what is checked is
@@ -59,15 +70,16 @@ def rerun(run_ref: str, tracking_uri: str | None) -> tuple[str, list[tuple[str, 
             that no longer validates.
     """
     from lstm_exp.compute.runner import execute
+    from lstm_exp.config.experiment import parse
 
-    client, _ = open_store(tracking_uri)
-    run_id = find_run(client, run_ref, key="RUN_ID").info.run_id
-    with tempfile.TemporaryDirectory(prefix="lstm_exp_rerun_") as tmp:
+    with open_store(tracking_uri) as (client, _), \
+            tempfile.TemporaryDirectory(prefix="lstm_exp_rerun_") as tmp:
+        run_id = find_run(client, run_ref, key="RUN_ID").info.run_id
         config_path = download(client, run_id, "config.yaml", tmp)
         weights_path = download(client, run_id, "weights.npz", tmp)
         logged = read_arrays(download(client, run_id, "states.npz", tmp))
         cfg = rebuild_config(config_path, weights_path, run_id)
-        result = execute(cfg)
+        result = execute(parse(cfg))
         arrays = dict(result.arrays)
         if cfg.task.name != "none":  # the trained weights are results too
             logged |= {f"weights:{n}": a for n, a in read_arrays(weights_path).items()}

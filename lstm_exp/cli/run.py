@@ -23,16 +23,18 @@ from omegaconf import DictConfig
 
 import lstm_exp  # noqa: F401  (sets TensorFlow's log level before anything imports it)
 from lstm_exp import errors
-from lstm_exp.cli import handover
 from lstm_exp.cli.hydra_flags import check_flags
-from lstm_exp.cli.job import failure_outcome, run_job
 from lstm_exp.cli.options import check_utf8
-from lstm_exp.cli.output_dirs import output_dir_error
 from lstm_exp.cli.plugins import register_plugins
-from lstm_exp.cli.report import progress_line
-from lstm_exp.cli.sweep import PARENT_ENV, SIZE_ENV
 from lstm_exp.config.compose import CONFIG_DIR
 from lstm_exp.config.schema import register
+from lstm_exp.config.store_checks import check_no_password
+from lstm_exp.jobs import handover
+from lstm_exp.jobs.job import run_job
+from lstm_exp.jobs.outcome import RecordedFailure, failure_outcome
+from lstm_exp.jobs.output_dirs import output_dir_error
+from lstm_exp.jobs.sweep import PARENT_ENV, SIZE_ENV
+from lstm_exp.jobs.text import progress_line
 
 log = logging.getLogger("lstm_exp")
 register()
@@ -55,6 +57,9 @@ def _hydra_task(cfg: DictConfig):
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:
             outcome = run_job(cfg, overrides, launch_dir=launch_dir)
+        except RecordedFailure as failure:  # a single run reports the error itself (its run is FAILED)
+            handover.hand_over(failure.__cause__)
+            return None
         except Exception as error:  # noqa: BLE001 - raised again by `main`, past Hydra's own printer
             handover.hand_over(error)
             return None
@@ -132,6 +137,10 @@ def main() -> None:
     try:
         check_utf8(sys.argv[1:])  # Hydra's lexer would refuse such bytes without naming the key
         check_flags(sys.argv[1:])
+        for argument in sys.argv[1:]:  # before Hydra writes the overrides to .hydra/
+            key, _, value = argument.partition("=")
+            if key.lstrip("+~") == "tracking.uri":
+                check_no_password(value)
         _hydra_task()
         result = handover.take()
         if isinstance(result, BaseException):

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from lstm_exp.cli.options import OneLineParser, check_utf8, finite_number, output_file, store_uri
 from lstm_exp.compute.layouts import to_layout
 from lstm_exp.compute.weights import check_weights, read_npz
+from lstm_exp.config import names
 from lstm_exp.config.validate import FLOAT32_MAX, validate_model
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.runs import download_files, find_run, open_store
@@ -33,15 +34,15 @@ def export_run(
     `forget_bias` (tf1 only) defaults to the run's own `model.weights.forget_bias`, so exporting a
     run that imported tf1 weights gives back the file it read.
     """
-    client, uri = open_store(tracking_uri)
-    run_id = find_run(client, run_ref, key="RUN_ID").info.run_id
-    with tempfile.TemporaryDirectory(prefix="lstm_exp_export_") as tmp:
+    with open_store(tracking_uri) as (client, _), \
+            tempfile.TemporaryDirectory(prefix="lstm_exp_export_") as tmp:
+        run_id = find_run(client, run_ref, key="RUN_ID").info.run_id
         config_path, weights_path = download_files(client, run_id, ("config.yaml", "weights.npz"), tmp,
                                                    key="RUN_ID")
         cfg = OmegaConf.load(config_path)
         weights = read_npz(Path(weights_path), "RUN_ID")
     spec = validate_model(cfg.model)
-    first = "layer_0/fw/kernel" if spec.bidirectional else "layer_0/kernel"
+    first = names.array_name(0, "kernel", spec.directions[0])
     features = int(np.shape(weights.get(first, np.zeros((0, 0))))[0])
     weights = check_weights(weights, spec, features, "RUN_ID", run_id)
     fb = cfg.model.weights.forget_bias if forget_bias is None else forget_bias

@@ -9,13 +9,16 @@ Per layer of any cell:
     layer_{k}.h_step_change                 mean ||h_t - h_{t-1}|| over valid steps t >= 1
     layer_{k}.pca_var_{1,2,3}               explained-variance ratios of the layer's output sequence
                                             over batch x time
+    layer_{k}.h_norm, layer_{k}.c_norm      final state norms; h_norm also per step (`state_norms`)
 A bidirectional layer's gate and cell statistics pool both directions; its h is both directions
 concatenated, as in `layer_{k}/sequence`.
 """
 
 import numpy as np
 
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config import names
+from lstm_exp.config.names import layer_metric
+from lstm_exp.config.specs import ModelSpec
 
 SAT_LOW, SAT_HIGH, C_TANH_SAT = 0.1, 0.9, 0.9
 # forget_mean rounds to 1.0 once the forget gate saturates in float32; an infinite timescale would
@@ -54,6 +57,32 @@ def cell_states(gates: dict[str, np.ndarray], c0: np.ndarray, cell_clip: float |
     return np.stack(states, axis=1)  # (B, T, C)
 
 
+def carried_states(sequence: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """h_t per step with a row's state held after its end (outputs there are zero). (B, T, H)."""
+    if lengths is None:
+        return sequence
+    steps = np.minimum(np.arange(sequence.shape[1])[None, :], lengths[:, None] - 1)  # (B, T)
+    return np.take_along_axis(sequence, steps[:, :, None], axis=1)
+
+
+def state_norms(arrays, layers: int, lengths) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Final norms (`layer_{k}.h_norm`, `layer_{k}.c_norm`) and per-step h norms.
+
+    The per-step series ends on the final state, so a chart's last point is the logged final value.
+    """
+    final, per_step = {}, {}
+    for k in range(layers):
+        h_norm, c = layer_metric(k, names.H_NORM), names.array_name(k, names.C)
+        final[h_norm] = float(np.linalg.norm(arrays[names.array_name(k, names.H)]))
+        if c in arrays:
+            final[layer_metric(k, names.C_NORM)] = float(np.linalg.norm(arrays[c]))
+        held = carried_states(arrays[names.array_name(k, names.SEQUENCE)], lengths)  # (B, T, H)
+        series = [float(np.linalg.norm(held[:, t])) for t in range(held.shape[1])]
+        series[-1] = final[h_norm]
+        per_step[h_norm] = series
+    return final, per_step
+
+
 def _pca(rows: np.ndarray, components: int):
     """(explained-variance ratios padded with 0 to `components`, the principal axes (H, <=components))."""
     ratios = np.zeros(components)
@@ -79,15 +108,14 @@ def _h_step_change(seq: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _lstm_stats(arrays, spec, k, mask, lengths, initial_state) -> dict[str, float]:
-    pre = f"layer_{k}/"
     gate_values = {g: [] for g in "ifo"}
     saturated_c = []
     for d in spec.directions:
-        gates = {g: np.asarray(arrays[f"{pre}{d}gates/{g}"], np.float64) for g in "ifgo"}
+        gates = {g: np.asarray(arrays[names.gate_name(k, g, d)], np.float64) for g in names.GATES}
         for g in "ifo":
             gate_values[g].append(gates[g][mask])  # (valid steps, C)
-        c0 = initial_state.get(f"{pre}{d}c", np.zeros(gates["f"][:, 0].shape))
-        if d == "bw/":
+        c0 = initial_state.get(names.array_name(k, names.C, d), np.zeros(gates["f"][:, 0].shape))
+        if d == names.BACKWARD:
             c = _in_row_order(cell_states({g: _in_row_order(v, lengths) for g, v in gates.items()},
                                           np.asarray(c0), spec.cell_clip), lengths)
         else:
@@ -96,15 +124,15 @@ def _lstm_stats(arrays, spec, k, mask, lengths, initial_state) -> dict[str, floa
     stats = {}
     for g in "ifo":
         values = np.concatenate(gate_values[g])
-        stats[f"layer_{k}.{g}_sat_low"] = _fraction(values < SAT_LOW)
-        stats[f"layer_{k}.{g}_sat_high"] = _fraction(values > SAT_HIGH)
+        stats[layer_metric(k, f"{g}_sat_low")] = _fraction(values < SAT_LOW)
+        stats[layer_metric(k, f"{g}_sat_high")] = _fraction(values > SAT_HIGH)
     forget = np.concatenate(gate_values["f"])
     forget_mean = float(forget.mean()) if forget.size else 0.0
-    stats[f"layer_{k}.forget_mean"] = forget_mean
-    stats[f"layer_{k}.forget_timescale"] = (
+    stats[layer_metric(k, "forget_mean")] = forget_mean
+    stats[layer_metric(k, "forget_timescale")] = (
         MAX_TIMESCALE if forget_mean >= 1.0 else min(MAX_TIMESCALE, 1.0 / (1.0 - forget_mean))
     )
-    stats[f"layer_{k}.c_tanh_sat"] = _fraction(np.concatenate(saturated_c))
+    stats[layer_metric(k, "c_tanh_sat")] = _fraction(np.concatenate(saturated_c))
     return stats
 
 
@@ -125,7 +153,7 @@ def layer_pca(
     """
     out = {}
     for k in range(len(spec.units)):
-        seq = np.asarray(arrays[f"layer_{k}/sequence"], np.float64)  # (B, T, H)
+        seq = np.asarray(arrays[names.array_name(k, names.SEQUENCE)], np.float64)  # (B, T, H)
         batch, steps = seq.shape[:2]
         mask = valid_mask(lengths, batch, steps)
         ratios, axes = _pca(seq[mask], PCA_COMPONENTS)
@@ -167,14 +195,14 @@ def state_analyses(
     pca = pca if pca is not None else layer_pca(arrays, spec, lengths)
     stats: dict[str, float] = {}
     for k in range(len(spec.units)):
-        seq = np.asarray(arrays[f"layer_{k}/sequence"], np.float64)  # (B, T, H)
+        seq = np.asarray(arrays[names.array_name(k, names.SEQUENCE)], np.float64)  # (B, T, H)
         batch, steps = seq.shape[:2]
         mask = valid_mask(lengths, batch, steps)
         full = np.full(batch, steps) if lengths is None else np.asarray(lengths)
         if spec.cell == "lstm":
             stats.update(_lstm_stats(arrays, spec, k, mask, full, initial_state))
-        stats[f"layer_{k}.h_step_change"] = _h_step_change(seq, mask)
-        stats.update({f"layer_{k}.pca_var_{n + 1}": float(r) for n, r in enumerate(pca[k][0])})
+        stats[layer_metric(k, "h_step_change")] = _h_step_change(seq, mask)
+        stats.update({layer_metric(k, f"pca_var_{n + 1}"): float(r) for n, r in enumerate(pca[k][0])})
     return stats
 
 

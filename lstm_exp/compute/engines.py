@@ -12,12 +12,13 @@
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from lstm_exp.compute.initializers import GATE_COUNT
-from lstm_exp.config.validate import ModelSpec
-from lstm_exp.errors import ConfigError
+from lstm_exp.config import names
+from lstm_exp.config.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,12 @@ FUSED_MIN_SIZE = 100_000
 XLA_MIN_REPEAT = 5
 
 
-def fusable(spec: ModelSpec) -> bool:
-    """Whether the fused engine computes this model (plain, unidirectional LSTM stacks)."""
-    return spec.cell == "lstm" and not spec.has_extras and not spec.bidirectional
-
-
 def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     """`model.implementation` resolved for an input of shape (B, T, F), before TensorFlow is loaded.
 
-    `native` may still fall back when it runs: see `resolve_engine`.
+    `native` may still fall back when it runs: see `resolve_engine`. (`experiment.parse` refused
+    `fused` and `native` for the models they do not compute.)
     """
-    if spec.implementation in ("fused", "native") and not fusable(spec):
-        raise ConfigError("model.implementation", spec.implementation,
-                          "keras or auto unless the model is a plain unidirectional LSTM stack")
     if spec.implementation != "auto":
         return spec.implementation
     # `auto` takes native for every model it computes: it has no crossover. Measured with
@@ -58,7 +52,7 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     # XLA 46, stock XLA 48; (64,256,128) [512,512] native 515, fused 675-819, stock 645-654. It also
     # needs the least CPU per pass everywhere; only at load 10-13 did its two static row chunks get
     # less of the cores than TF's pools and lose at the first size (81 ms vs fused 61-68).
-    if fusable(spec):
+    if spec.plain_lstm_stack:
         return "native"
     return "keras"
 
@@ -98,7 +92,7 @@ def engine_build(engine: str) -> str:
     return load().build.isa
 
 
-def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
+def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int) -> tuple[str, Callable[[], dict]]:
     """Builds the engine; returns a function of no arguments that runs one forward pass.
 
     Args:
@@ -107,7 +101,7 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
         timed: how many passes will be timed (0 = one pass): compiling pays only for many.
 
     Returns:
-        The function; its `engine` attribute names the engine that runs.
+        (the engine that runs, the function).
     """
     import tensorflow as tf
 
@@ -119,27 +113,25 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
         from lstm_exp.compute.fused import FusedLSTMStack
 
         stack = FusedLSTMStack(spec.units, jit_compile=timed >= XLA_MIN_REPEAT, weights=weights)
-        last = f"layer_{len(spec.units) - 1}/sequence"
+        last = names.array_name(len(spec.units) - 1, names.SEQUENCE)
 
         def run_fused():
             arrays = stack(x, lengths=lengths, initial_state=state, return_gates=True)
-            return {**arrays, "output": arrays[last]}
+            return {**arrays, names.OUTPUT: arrays[last]}
 
-        run_fused.engine = engine
-        return run_fused
+        return engine, run_fused
     if engine == "native":
         from lstm_exp.compute.native.engine import NativeLSTMStack
 
         native = NativeLSTMStack(weights)
         call = tf.function(native.__call__) if timed else native.__call__
-        last = f"layer_{len(spec.units) - 1}/sequence"
+        last = names.array_name(len(spec.units) - 1, names.SEQUENCE)
 
         def run_native():
             arrays = call(x, lengths, state, True)
-            return {**arrays, "output": arrays[last]}
+            return {**arrays, names.OUTPUT: arrays[last]}
 
-        run_native.engine = engine
-        return run_native
+        return engine, run_native
     from lstm_exp.compute.keras_stack import KerasStack
 
     stack = KerasStack(spec, weights, data.x.shape[-1])
@@ -148,8 +140,7 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int):
     def run_keras():
         return call(x, lengths, state)
 
-    run_keras.engine = engine
-    return run_keras
+    return engine, run_keras
 
 
 def time_forward(run_once, repeat: int) -> float:

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from lstm_exp.compute.keras_stack import make_layer
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config import names
+from lstm_exp.config.specs import ModelSpec
 
 
 def _assign(layer: keras.layers.Layer, weights: dict[str, np.ndarray], prefix: str) -> None:
@@ -35,15 +36,17 @@ def stack_model(spec: ModelSpec, weights: dict[str, np.ndarray], features: int) 
     x = keras.Input((None, features), name="x")  # (B, T, F), any T
     seq, placed = x, []
     for k in range(len(spec.units)):
-        name = f"layer_{k}"
+        name = names.flat_layer_name(k)
         if spec.bidirectional:
-            layer = keras.layers.Bidirectional(
-                make_layer(spec, k, f"{name}_fw", states=False),
-                backward_layer=make_layer(spec, k, f"{name}_bw", states=False, go_backwards=True), name=name)
-            placed += [(layer.forward_layer, f"{name}/fw/"), (layer.backward_layer, f"{name}/bw/")]
+            fw, bw = names.FORWARD, names.BACKWARD
+            forward = make_layer(spec, k, names.flat_layer_name(k, fw), states=False)
+            backward = make_layer(spec, k, names.flat_layer_name(k, bw), states=False, go_backwards=True)
+            layer = keras.layers.Bidirectional(forward, backward_layer=backward, name=name)
+            placed += [(layer.forward_layer, names.layer_prefix(k, fw)),
+                       (layer.backward_layer, names.layer_prefix(k, bw))]
         else:
             layer = make_layer(spec, k, name, states=False)
-            placed.append((layer, f"{name}/"))
+            placed.append((layer, names.layer_prefix(k)))
         seq = layer(seq)  # (B, T, H_k), both directions concatenated
     model = keras.Model(x, seq, name="lstm_exp_stack")
     for layer, prefix in placed:  # built by the call above; the wrapper holds its own copies

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from lstm_exp.config.validate import FLOAT32_MAX
 from lstm_exp.errors import ConfigError
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEFAULT_BUDGET = 8 * 2**30  # bytes: the schema's default run.max_memory_gb, for callers without a config
 MAX_HEADER = 10_000  # bytes: NumPy's own default bound on an .npy header
 # A CSV value takes at least two bytes ("1,"), so a file of S bytes parses to at most S/2 float64s.

@@ -32,7 +32,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-GATES = ("i", "f", "g", "o")
+from lstm_exp.config import names  # noqa: E402
+from lstm_exp.config.names import GATES, layer_count  # noqa: E402
+
 SCHEDULES = ("auto", "wavefront", "layerwise")
 _PARTS = ("kernel", "recurrent_kernel", "bias")
 
@@ -136,11 +138,11 @@ def _forward(x, lengths, init_h, init_c, layers, schedule, return_gates):
                                 for s in (init_h, init_c)))
         outs = _run_group(xp, [layers[k] for k in group], lengths, states, return_gates)
         for k, (seq, h, c, gates) in zip(group, outs, strict=True):
-            result[f"layer_{k}/sequence"] = tf.transpose(seq, [1, 0, 2])  # (B, T, H)
-            result[f"layer_{k}/h"], result[f"layer_{k}/c"] = h, c
+            result[names.array_name(k, names.SEQUENCE)] = tf.transpose(seq, [1, 0, 2])  # (B, T, H)
+            result[names.array_name(k, names.H)], result[names.array_name(k, names.C)] = h, c
             if return_gates:
                 gates = tf.unstack(tf.transpose(gates, [2, 1, 0, 3]))  # 4 x (B, T, H)
-                result.update({f"layer_{k}/gates/{g}": v for g, v in zip(GATES, gates, strict=True)})
+                result.update({names.gate_name(k, g): v for g, v in zip(GATES, gates, strict=True)})
     return result
 
 
@@ -165,9 +167,10 @@ def compiled_forward(schedule="auto", jit_compile=True):
 
 def _split_states(state, num_layers, convert=lambda v: v):
     """``layer_{k}/h``, ``layer_{k}/c`` dict -> (h tuple, c tuple); None where absent."""
-    return tuple(tuple(None if (state or {}).get(f"layer_{k}/{p}") is None
-                       else convert(state[f"layer_{k}/{p}"]) for k in range(num_layers))
-                 for p in "hc")
+    state = state or {}
+    return tuple(tuple(None if state.get(names.array_name(k, p)) is None
+                       else convert(state[names.array_name(k, p)]) for k in range(num_layers))
+                 for p in (names.H, names.C))
 
 
 class FusedLSTMStack(keras.layers.Layer):
@@ -195,7 +198,8 @@ class FusedLSTMStack(keras.layers.Layer):
             inits = ("glorot_uniform", "orthogonal", lambda shape, dtype=None, u=units: tf.concat(
                 [tf.zeros((u,)), tf.ones((u,)), tf.zeros((2 * u,))], 0))
             shapes = ((feats, 4 * units), (units, 4 * units), (4 * units,))
-            self._cells.append(tuple(self.add_weight(shape=s, initializer=i, name=f"layer_{k}_{p}")
+            name = names.layer_name(k)
+            self._cells.append(tuple(self.add_weight(shape=s, initializer=i, name=f"{name}_{p}")
                                      for s, i, p in zip(shapes, inits, _PARTS, strict=True)))
             feats = units
         self.built = True
@@ -203,14 +207,14 @@ class FusedLSTMStack(keras.layers.Layer):
     def set_weights_dict(self, weights):
         """Assigns ``layer_{k}/kernel`` (F_k, 4H), ``/recurrent_kernel`` (H, 4H), ``/bias`` (4H,)."""
         if not self.built:
-            self.build((None, None, np.shape(weights["layer_0/kernel"])[0]))
+            self.build((None, None, np.shape(weights[names.array_name(0, "kernel")])[0]))
         for k, cell in enumerate(self._cells):
             for var, part in zip(cell, _PARTS, strict=True):
-                var.assign(np.asarray(weights[f"layer_{k}/{part}"], np.float32))
+                var.assign(np.asarray(weights[names.array_name(k, part)], np.float32))
 
     def get_weights_dict(self):
         """The weights as a dict of numpy arrays in the same layout."""
-        return {f"layer_{k}/{p}": np.asarray(v.numpy())
+        return {names.array_name(k, p): np.asarray(v.numpy())
                 for k, cell in enumerate(self._cells) for v, p in zip(cell, _PARTS, strict=True)}
 
     def call(self, x, lengths=None, initial_state=None, return_gates=False):
@@ -247,8 +251,8 @@ def fused_forward(weights, x, lengths=None, initial_state=None, return_gates=Fal
     Returns:
         Dict of numpy float32 arrays, keys as for ``FusedLSTMStack.call``.
     """
-    num_layers = sum(key.endswith("/recurrent_kernel") for key in weights)
-    layers = tuple(tuple(np.asarray(weights[f"layer_{k}/{p}"], np.float32) for p in _PARTS)
+    num_layers = layer_count(weights)
+    layers = tuple(tuple(np.asarray(weights[names.array_name(k, p)], np.float32) for p in _PARTS)
                    for k in range(num_layers))
     init_h, init_c = _split_states(initial_state, num_layers, lambda v: np.asarray(v, np.float32))
     out = compiled_forward(schedule, jit_compile)(

@@ -8,7 +8,8 @@ Keras, the custom cell, the fused stack, the NumPy reference) start from one dic
 
 import numpy as np
 
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config import names
+from lstm_exp.config.specs import ModelSpec
 
 GATE_COUNT = {"lstm": 4, "gru": 3, "simple_rnn": 1}
 
@@ -44,7 +45,7 @@ def initial_weights(spec: ModelSpec, features: int, seed: int) -> dict[str, np.n
         hidden = spec.hidden_size(k)
         for n, d in enumerate(spec.directions):
             rng = np.random.default_rng([seed, k, n])
-            pre = f"layer_{k}/{d}"
+            pre = names.layer_prefix(k, d)
             weights[pre + "kernel"] = _glorot(rng, (fan_in, gates))
             weights[pre + "recurrent_kernel"] = _orthogonal(rng, hidden, gates)
             if spec.cell == "lstm":

@@ -4,10 +4,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lstm_exp.compute.files import DEFAULT_BUDGET, FLOAT32_MAX, read_csv, read_npy, read_npz
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config import names
+from lstm_exp.config.specs import InputSpec, ModelSpec
 from lstm_exp.errors import ConfigError
 
 WITHIN_FLOAT32 = "finite numbers within float32's range (|x| <= 3.4e38)"
@@ -33,12 +33,7 @@ def _as_sequences(key: str, source: object, array: np.ndarray) -> tuple[np.ndarr
     return (array[:, None, :] if one_step else array).astype(np.float32), one_step
 
 
-def _plain(values: object) -> object:
-    return OmegaConf.to_container(values) if isinstance(values, ListConfig) else values
-
-
-def _from_values(values: object) -> np.ndarray:
-    plain = _plain(values)
+def _from_values(plain: object) -> np.ndarray:
     try:
         array = np.array(plain, dtype=np.float64)
     except OverflowError:  # an integer beyond float64, e.g. 10**400
@@ -75,20 +70,13 @@ def _from_file(path_text: str, budget: int) -> np.ndarray:
     raise ConfigError(key, path_text, allowed)
 
 
-def planned_shape(inp: DictConfig) -> tuple[int, int, int] | None:
-    """(B, T, F) of a generated input, known before anything is allocated; None for literals and files."""
-    if inp["values"] is None and inp.path is None:
-        return inp.batch, inp.timesteps, inp.features
-    return None
-
-
-def load_sequences(inp: DictConfig, seed: int, budget: int = DEFAULT_BUDGET) -> tuple[np.ndarray, bool]:
+def load_sequences(inp: InputSpec, seed: int, budget: int = DEFAULT_BUDGET) -> tuple[np.ndarray, bool]:
     """The input as (B, T, F) float32, and whether it was given as one step (B, F).
 
     `budget`: bytes a file's arrays may take (`run.max_memory_gb`), checked before it is read.
     """
-    if inp["values"] is not None:
-        return _as_sequences("input.values", _plain(inp["values"]), _from_values(inp["values"]))
+    if inp.values is not None:
+        return _as_sequences("input.values", inp.values, _from_values(inp.values))
     if inp.path is not None:
         array = _from_file(inp.path, budget).astype(np.float64)  # the budget counted this copy
         return _as_sequences("input.path", inp.path, array)
@@ -121,9 +109,9 @@ def initial_states(
     expected = {}
     for k, units in enumerate(spec.units):
         for d in spec.directions:
-            expected[f"layer_{k}/{d}h"] = (batch, spec.hidden_size(k))
+            expected[names.array_name(k, names.H, d)] = (batch, spec.hidden_size(k))
             if spec.cell == "lstm":
-                expected[f"layer_{k}/{d}c"] = (batch, units)
+                expected[names.array_name(k, names.C, d)] = (batch, units)
     if setting == "random":
         rng = np.random.default_rng([seed, 11])
         return {n: rng.uniform(-1.0, 1.0, s).astype(np.float32) for n, s in expected.items()}

@@ -4,7 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_exp.config.validate import GATES, ModelSpec
+from lstm_exp.config import names
+from lstm_exp.config.names import GATES
+from lstm_exp.config.specs import ModelSpec
 
 STOCK_LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}
 
@@ -57,35 +59,37 @@ class KerasStack:
         fan_in = features
         for k in range(len(spec.units)):
             for d in spec.directions:
-                name = f"layer_{k}" + (f"_{d[:-1]}" if d else "")  # stable across jobs: no lstm_7
+                name = names.flat_layer_name(k, d)  # stable across jobs: no lstm_7
                 layer = make_layer(spec, k, name)
                 layer.build((None, None, fan_in))
                 for variable in layer.weights:
-                    variable.assign(weights[f"layer_{k}/{d}{variable.name}"])
-                self.layers[f"layer_{k}/{d}"] = layer
+                    variable.assign(weights[names.array_name(k, variable.name, d)])
+                self.layers[names.layer_prefix(k, d)] = layer
             fan_in = spec.output_size(k)
 
-    def _direction(self, pre, seq, lengths, mask, initial_state, batch):
-        spec, layer, k = self.spec, self.layers[pre], int(pre.split("/")[0][6:])
+    def _direction(self, k, d, seq, lengths, mask, initial_state, batch):
+        spec, layer = self.spec, self.layers[names.layer_prefix(k, d)]
         units, hidden = spec.units[k], spec.hidden_size(k)
-        h0 = initial_state.get(pre + "h", tf.zeros((batch, hidden)))
-        state = [h0, initial_state.get(pre + "c", tf.zeros((batch, units)))] if spec.cell == "lstm" else [h0]
-        inputs = _reverse(seq, lengths) if pre.endswith("bw/") else seq
+        h0 = initial_state.get(names.array_name(k, names.H, d), tf.zeros((batch, hidden)))
+        c0 = initial_state.get(names.array_name(k, names.C, d), tf.zeros((batch, units)))
+        state = [h0, c0] if spec.cell == "lstm" else [h0]
+        backward = d == names.BACKWARD
+        inputs = _reverse(seq, lengths) if backward else seq
         outputs = layer(inputs, mask=mask, initial_state=state)
         valid = mask[:, :, None]  # (B, T, 1)
         # The TF1-style cell emits [h | gates] per step, (B, T, H + 4C); stock layers emit h alone.
         sequence = tf.where(valid, outputs[0][..., :hidden], 0.0)  # dynamic_rnn: zeros past the end
-        result = {"sequence": sequence, "h": outputs[1]}
+        result = {names.SEQUENCE: sequence, names.H: outputs[1]}
         if spec.cell == "lstm":
-            result["c"] = outputs[2]
+            result[names.C] = outputs[2]
             if spec.has_extras:
                 gates = outputs[0][..., hidden:]  # (B, T, 4C)
             else:
                 h_prev = tf.concat([h0[:, None, :], sequence[:, :-1]], axis=1)  # (B, T, H)
                 gates = self._stock_gates(layer, inputs, h_prev)
             for n, gate in enumerate(GATES):
-                result[f"gates/{gate}"] = tf.where(valid, gates[..., n * units : (n + 1) * units], 0.0)
-        if pre.endswith("bw/"):
+                result[names.gate_part(gate)] = tf.where(valid, gates[..., n * units : (n + 1) * units], 0.0)
+        if backward:
             result = {n: _reverse(v, lengths) if v.shape.rank == 3 else v for n, v in result.items()}
         return result
 
@@ -109,16 +113,15 @@ class KerasStack:
         for k in range(len(self.spec.units)):
             parts = []
             for d in self.spec.directions:
-                part = self._direction(f"layer_{k}/{d}", seq, lengths, mask, initial_state, batch)
-                if d:
-                    arrays.update({f"layer_{k}/{d}{n}": v for n, v in part.items() if n != "sequence"})
-                else:
-                    arrays.update({f"layer_{k}/{n}": v for n, v in part.items()})
+                part = self._direction(k, d, seq, lengths, mask, initial_state, batch)
+                # A direction's own states and gates; one direction's are the layer's.
+                arrays.update({names.array_name(k, n, d): v for n, v in part.items()
+                               if not (d and n == names.SEQUENCE)})
                 parts.append(part)
             if d:
-                for name in ("sequence", "h", "c"):
+                for name in (names.SEQUENCE, names.H, names.C):
                     if name in parts[0]:
-                        arrays[f"layer_{k}/{name}"] = tf.concat([p[name] for p in parts], -1)
-            seq = arrays[f"layer_{k}/sequence"]
-        arrays["output"] = seq
+                        arrays[names.array_name(k, name)] = tf.concat([p[name] for p in parts], -1)
+            seq = arrays[names.array_name(k, names.SEQUENCE)]
+        arrays[names.OUTPUT] = seq
         return arrays

@@ -20,7 +20,8 @@ import re
 import numpy as np
 
 from lstm_exp.compute.initializers import GATE_COUNT
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config import names
+from lstm_exp.config.specs import ModelSpec
 from lstm_exp.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def expected_weight_shapes(spec: ModelSpec, features: int) -> dict[str, tuple[in
     for k, units in enumerate(spec.units):
         gates = GATE_COUNT[spec.cell] * units
         for d in spec.directions:
-            pre = f"layer_{k}/{d}"
+            pre = names.layer_prefix(k, d)
             shapes[pre + "kernel"] = (fan_in, gates)
             shapes[pre + "recurrent_kernel"] = (spec.hidden_size(k), gates)
             shapes[pre + "bias"] = (2, gates) if spec.cell == "gru" else (gates,)
@@ -54,7 +55,8 @@ def _slots(spec: ModelSpec):
     """(k, d, keras prefix, tf1 prefix, torch suffix) for every layer and direction."""
     for k in range(len(spec.units)):
         for d in spec.directions:
-            yield k, d, f"layer_{k}/{d}", f"{d}cell_{k}/", f"_l{k}" + ("_reverse" if d == "bw/" else "")
+            tf1 = f"{d}/cell_{k}/" if d else f"cell_{k}/"
+            yield k, d, names.layer_prefix(k, d), tf1, f"_l{k}" + ("_reverse" if d == names.BACKWARD else "")
 
 
 def _swap_gates(array: np.ndarray) -> np.ndarray:

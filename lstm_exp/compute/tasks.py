@@ -19,15 +19,18 @@ predictor on the validation split (`baseline_loss`), which a trained model has t
 - `sine`: x (N, T, 1) = sin(2π f t + φ) with f uniform in [0.01, 0.1] cycles per step and φ uniform
   in [0, 2π); y (N, T, 1) is the next value. MSE per step. Baseline: persistence (repeat the current
   value), MSE = mean (x_{t+1} - x_t)^2.
+
+What each task feeds the stack and asks back (widths, loss, targets per step or per sequence) is
+`config/task_kinds.py`'s table; this module draws the data and the baseline of each.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from lstm_exp.config.task_memory import input_width, output_width
+from lstm_exp.config.task_kinds import TASK_KINDS
 
-TASKS = ("adding", "copy", "flipflop", "sine")
+TASKS = tuple(TASK_KINDS)
 SINE_FREQUENCIES = (0.01, 0.1)  # cycles per step: from a few cycles per sequence to ten steps per cycle
 HELD_OUT = 8  # sequences the runner passes forward and analyses after training
 _SPLITS = {"train": 0, "val": 1, "held_out": 2}  # one NumPy stream per split: sizes never shift others
@@ -48,15 +51,16 @@ class TaskData:
 
 def features(task) -> int:
     """F, the input size a task feeds the first layer (the memory estimate's, so they cannot part)."""
-    return input_width(task)
+    return TASK_KINDS[task.name].inputs(task)
 
 
 def outputs(task) -> int:
     """Size of the readout: values for MSE tasks, classes (symbols and blank) for copy."""
-    return output_width(task)
+    return TASK_KINDS[task.name].outputs(task)
 
 
-def _adding(rng, n, steps):
+def _adding(rng, n, task):
+    steps = task.timesteps
     values = rng.uniform(0.0, 1.0, (n, steps))
     half = steps // 2
     first = rng.integers(0, half, n)
@@ -68,7 +72,8 @@ def _adding(rng, n, steps):
     return np.stack([values, marks], axis=-1), y
 
 
-def _copy(rng, n, steps, length, symbols):
+def _copy(rng, n, task):
+    steps, length, symbols = task.timesteps, task.copy_length, task.symbols
     blank, delimiter = symbols, symbols + 1
     codes = np.full((n, steps), blank)
     data = rng.integers(0, symbols, (n, length))
@@ -79,9 +84,10 @@ def _copy(rng, n, steps, length, symbols):
     return np.eye(symbols + 2)[codes], y
 
 
-def _flipflop(rng, n, steps, pulse_prob):
+def _flipflop(rng, n, task):
+    steps = task.timesteps
     signs = rng.choice([-1.0, 1.0], (n, steps, 3))
-    pulses = rng.uniform(size=(n, steps, 3)) < pulse_prob
+    pulses = rng.uniform(size=(n, steps, 3)) < task.pulse_prob
     pulses[:, 0] = True
     x = np.where(pulses, signs, 0.0)
     # The index of each step's latest pulse, carried forward: y is the pulse's sign there.
@@ -90,36 +96,32 @@ def _flipflop(rng, n, steps, pulse_prob):
     return x, y
 
 
-def _sine(rng, n, steps):
+def _sine(rng, n, task):
+    steps = task.timesteps
     freq = rng.uniform(*SINE_FREQUENCIES, (n, 1))
     phase = rng.uniform(0.0, 2 * np.pi, (n, 1))
     wave = np.sin(2 * np.pi * freq * np.arange(steps + 1)[None, :] + phase)[..., None]  # (N, T + 1, 1)
     return wave[:, :-1], wave[:, 1:]
 
 
+# name: (draw (rng, n, task) -> x, y; the trivial predictor's loss (task, x_val, y_val) -> float)
+_DRAWS = {
+    "adding": (_adding, lambda task, x, y: float(np.mean((y.astype(np.float64) - 1.0) ** 2))),
+    "copy": (_copy, lambda task, x, y: task.copy_length * float(np.log(task.symbols)) / task.timesteps),
+    "flipflop": (_flipflop, lambda task, x, y: float(np.mean(y.astype(np.float64) ** 2))),
+    "sine": (_sine, lambda task, x, y: float(np.mean((y.astype(np.float64) - x) ** 2))),
+}
+
+
 def _split(task, seed: int, split: str, n: int):
     rng = np.random.default_rng([seed, _SPLITS[split]])
-    steps = task.timesteps
-    if task.name == "adding":
-        x, y = _adding(rng, n, steps)
-    elif task.name == "copy":
-        x, y = _copy(rng, n, steps, task.copy_length, task.symbols)
-    elif task.name == "flipflop":
-        x, y = _flipflop(rng, n, steps, task.pulse_prob)
-    else:
-        x, y = _sine(rng, n, steps)
+    x, y = _DRAWS[task.name][0](rng, n, task)
     return x.astype(np.float32), (y if y.dtype == np.int32 else y.astype(np.float32))
 
 
 def baseline_loss(task, x_val: np.ndarray, y_val: np.ndarray) -> float:
     """The trivial predictor's loss on the validation split (see the module docstring)."""
-    if task.name == "adding":
-        return float(np.mean((y_val.astype(np.float64) - 1.0) ** 2))
-    if task.name == "copy":
-        return task.copy_length * float(np.log(task.symbols)) / task.timesteps
-    if task.name == "flipflop":
-        return float(np.mean(y_val.astype(np.float64) ** 2))
-    return float(np.mean((y_val.astype(np.float64) - x_val) ** 2))
+    return _DRAWS[task.name][1](task, x_val, y_val)
 
 
 def make_task(task, seed: int) -> TaskData:
@@ -132,8 +134,9 @@ def make_task(task, seed: int) -> TaskData:
     """
     x_train, y_train = _split(task, seed, "train", task.train_size)
     x_val, y_val = _split(task, seed, "val", task.val_size)
-    return TaskData(x_train, y_train, x_val, y_val, baseline_loss(task, x_val, y_val),
-                    "crossentropy" if task.name == "copy" else "mse", task.name != "adding")
+    kind = TASK_KINDS[task.name]
+    return TaskData(x_train, y_train, x_val, y_val, baseline_loss(task, x_val, y_val), kind.loss,
+                    kind.per_step)
 
 
 def held_out(task, seed: int, n: int = HELD_OUT) -> tuple[np.ndarray, np.ndarray]:

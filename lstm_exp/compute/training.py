@@ -19,7 +19,8 @@ import numpy as np
 
 from lstm_exp.compute import tasks
 from lstm_exp.compute.tf_runtime import load_tensorflow
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config import names
+from lstm_exp.config.specs import ModelSpec
 
 EVAL_CHUNK = 1024  # validation sequences per forward call: bounds memory, keeps traces few
 _READOUT_STREAM = 4  # NumPy stream ids beside tasks' splits (0-2), so that no two draws share one
@@ -72,7 +73,7 @@ class Trainer:
         last = len(spec.units) - 1
         # Per-step tasks read the last layer's sequence; adding reads its final state, which for a
         # bidirectional layer holds both directions' full passes (the sequence's last step would not).
-        self._read = "output" if self.data.per_step else f"layer_{last}/h"
+        self._read = names.OUTPUT if self.data.per_step else names.array_name(last, names.H)
         self.readout = keras.layers.Dense(tasks.outputs(task), name="readout")
         self.readout.build((None, spec.output_size(last)))
         start = readout_weights(spec.output_size(last), tasks.outputs(task), seed)

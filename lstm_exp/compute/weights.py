@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
 
 from lstm_exp.compute import files
 from lstm_exp.compute.layouts import (
@@ -17,7 +16,7 @@ from lstm_exp.compute.layouts import (
     to_keras,
     to_layout,
 )
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config.specs import ModelSpec, WeightsSpec
 from lstm_exp.errors import ConfigError
 
 __all__ = ["check_weights", "expected_weight_shapes", "load_weights", "read_npz", "to_layout"]
@@ -126,12 +125,12 @@ def _checkpoint_prefix(source: str) -> str | None:
 
 
 def load_weights(
-    weights_cfg: DictConfig, spec: ModelSpec, features: int, budget: int = files.DEFAULT_BUDGET
+    weights_spec: WeightsSpec, spec: ModelSpec, features: int, budget: int = files.DEFAULT_BUDGET
 ) -> dict[str, np.ndarray]:
     """Reads `model.weights.path` (an .npz in any layout, or a TF1 checkpoint prefix) into the keras layout.
 
     Args:
-        weights_cfg: `model.weights`: `path`, `layout` (`auto` detects it from the names) and
+        weights_spec: `model.weights`: `path`, `layout` (`auto` detects it from the names) and
             `forget_bias` (TF1's run-time forget bias, added to a tf1 bias's forget slice).
         spec: the validated model.
         features: F, the input's last dimension.
@@ -141,7 +140,7 @@ def load_weights(
         ConfigError: unreadable file, a layout that does not fit the model, or a missing,
             mis-shaped or unexpected array (named as in the file, with both shapes).
     """
-    key, source, layout = "model.weights.path", str(weights_cfg.path), weights_cfg.layout
+    key, source, layout = "model.weights.path", str(weights_spec.path), weights_spec.layout
     labels: dict[str, str] = {}
     prefix = _checkpoint_prefix(source)
     if prefix is not None:
@@ -161,5 +160,5 @@ def load_weights(
             raise ConfigError(key, source, f"{allowed} layout; found {names}")
     check_convertible(spec, layout, "model.weights.layout")
     _check_arrays(raw, layout_shapes(spec, features, layout), spec, features, key, source, labels)
-    keras = to_keras(raw, spec, layout, weights_cfg.forget_bias)
+    keras = to_keras(raw, spec, layout, weights_spec.forget_bias)
     return {name: keras[name] for name in expected_weight_shapes(spec, features)}

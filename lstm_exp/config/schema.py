@@ -9,6 +9,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from lstm_exp.config import slurm_schema
+from lstm_exp.config.sweep_schema import SweepConfig
 from lstm_exp.config.task_schema import TaskConfig
 
 
@@ -60,7 +62,6 @@ class TrackingConfig:
 class RunConfig:
     repeat: int = 0  # timed forward passes after a warm-up; 0 = none
     max_memory_gb: float = 8.0  # refuse configs whose arrays would need more
-    inject_fault: str | None = None  # tests only: "forward" raises after the forward pass
     print_arrays: bool = False  # in a sweep, also print each job's arrays (a single run always does)
 
 
@@ -74,9 +75,11 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     task: TaskConfig = field(default_factory=TaskConfig)  # `none`: no training
+    sweep: SweepConfig = field(default_factory=SweepConfig)  # a -m sweep's groups and verdict
 
 
 def register() -> None:
-    """Registers the schema so that ``conf/config.yaml`` can build on it."""
+    """Registers the schema so that ``conf/config.yaml`` can build on it, and `hydra/launcher=slurm`."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=ExperimentConfig)
+    slurm_schema.register()

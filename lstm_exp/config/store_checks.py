@@ -18,8 +18,43 @@ MAX_RUN_NAME = 250  # runs.name is VARCHAR(250)
 _ALLOWED_URI = "null (sqlite:///<launch dir>/mlflow.db) or a URI of scheme " + ", ".join(URI_SCHEMES)
 
 
+# Where a password belongs instead of the URI, which is logged, tagged and printed in links.
+CREDENTIALS = {
+    "http": "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment, or "
+            "~/.mlflow/credentials",
+    "postgresql": "PGPASSWORD in the environment, or ~/.pgpass",
+    "mysql": "the database client's option file (~/.my.cnf)",
+}
+
+
 def _refuse(uri: str, why: str) -> ConfigError:
     return ConfigError("tracking.uri", uri, f"{_ALLOWED_URI} ({why})")
+
+
+def without_password(uri: str) -> str:
+    """`uri` with the password of its `user:password@` part replaced by `***` (for error messages)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
+def check_no_password(uri: str) -> None:
+    """Refuses a URI with `user:password@` in it, saying where the password belongs; the message stars it.
+
+    The command line is checked with this before Hydra writes it to the job's `.hydra/` folder.
+    """
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:
+        return  # check_store_uri refuses a malformed URI
+    if password is not None:
+        scheme = parts.scheme.partition("+")[0]
+        where = CREDENTIALS.get(scheme.removesuffix("s"), "the database client's own settings")
+        raise ConfigError("tracking.uri", without_password(uri),
+                          f"a URI without a password (it would be recorded and printed): put it in {where}")
 
 
 def check_store_uri(uri: str) -> None:
@@ -30,10 +65,11 @@ def check_store_uri(uri: str) -> None:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError as error:
-        raise _refuse(uri, f"malformed: {error}") from None
+        raise _refuse(uri.rpartition("@")[2], f"malformed: {error}") from None
     scheme, _, dialect_driver = parts.scheme.partition("+")
     if scheme not in URI_SCHEMES:
-        raise _refuse(uri, "unknown scheme")
+        raise _refuse(without_password(uri), "unknown scheme")
+    check_no_password(uri)
     if scheme == "sqlite":
         if not uri.startswith("sqlite:///") or uri == "sqlite:///":
             raise _refuse(uri, "a file path after sqlite:///, relative to the launch directory or absolute")

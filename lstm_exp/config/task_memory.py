@@ -1,37 +1,38 @@
 """The memory a training task needs, estimated from its config alone, and its check against
 `run.max_memory_gb` (before any data is drawn).
 
-An upper bound, in bytes, of what training adds to the process (TensorFlow's own ~0.6 GB aside):
+An upper bound, in bytes, of what training adds to the process; `run.max_memory_gb` is checked
+against it plus TensorFlow's base (`config/memory.py`):
 
 - the data sets kept for training: x and y of both splits, float32 (copy's y: int32);
 - drawing a split (`compute/tasks.py`): NumPy draws in float64 and the float32 copy, at most
-  `DRAW_BYTES[task]` per input value of the larger split (flipflop's peak is ~33: signs, pulses, x,
+  `TaskKind.draw_bytes` per input value of the larger split (flipflop's peak is ~33: signs, pulses, x,
   the index of each step's last pulse and y, in float64 and int64; copy's ~12: the one-hot float64
-  and its float32 copy);
-- the activations TensorFlow keeps for the gradient of one batch (or of one validation chunk,
-  whichever is larger): per sequence, step, layer and direction, `ACTIVATION_FLOATS` floats per unit
-  (gate pre-activations, gates, c, tanh c, h and their gradients) plus the layer's input;
+  and its float32 copy; adding's 16: values, marks and their stack). It is counted on top of the
+  rest: the allocator keeps much of what drawing freed;
+- the activations of one batch's gradient or of one validation chunk's forward pass, whichever is
+  larger: per sequence, step, layer and direction, `ACTIVATION_FLOATS` (gradient) or `EVAL_FLOATS`
+  (forward only) floats per unit, plus the layer's input;
 - the weights with Adam's two moments and the gradient (x4).
 
 Measured against a real run's peak RSS in the README ("Training on synthetic tasks").
 """
 
-from lstm_exp.config.validate import ModelSpec
+from lstm_exp.config.memory import TF_BASE_BYTES
+from lstm_exp.config.specs import ModelSpec
+from lstm_exp.config.task_kinds import TASK_KINDS
 from lstm_exp.errors import ConfigError
 
-DRAW_BYTES = {"adding": 24, "copy": 16, "flipflop": 40, "sine": 24}  # per input value (see above)
-ACTIVATION_FLOATS = 32  # per unit, sequence, step, layer and direction kept for the backward pass
+# Per unit, sequence, step, layer and direction kept for the backward pass. Measured: `task=sine`
+# [256], T=100, batch 1024 (activations are nearly all of it) peaked 1105 to 1224 MiB above
+# TensorFlow's base in four runs of the same config, 11.1 to 11.7 floats per unit and step; 13
+# covers that spread (scripts/bench_memory.py prints the peak and the estimate).
+ACTIVATION_FLOATS = 13
+# The validation pass keeps no gradient: its sequences and the step's temporaries. Measured: raising
+# the validation chunk from 200 to 1024 sequences (adding [64], T=200) added 18 MiB, ~1.4 floats per
+# unit and step; 4 leaves a margin.
+EVAL_FLOATS = 4
 EVAL_CHUNK = 1024  # validation sequences per forward call (`compute/training.py`)
-
-
-def input_width(task) -> int:
-    """F, the input size a task feeds the first layer."""
-    return {"adding": 2, "copy": task.symbols + 2, "flipflop": 3, "sine": 1}[task.name]
-
-
-def output_width(task) -> int:
-    """Size of the readout: values for MSE tasks, classes (symbols and blank) for copy."""
-    return {"adding": 1, "copy": task.symbols + 1, "flipflop": 3, "sine": 1}[task.name]
 
 
 def training_bytes(task, spec: ModelSpec) -> int:
@@ -39,22 +40,24 @@ def training_bytes(task, spec: ModelSpec) -> int:
 
     Example:
         >>> training_bytes(compose("task=adding").task, ModelSpec("lstm", (4,))) / 2**20
-        17.6...
+        2.3...
     """
-    steps, features = task.timesteps, input_width(task)
+    kind = TASK_KINDS[task.name]
+    steps, features = task.timesteps, kind.inputs(task)
     sequences = task.train_size + task.val_size
-    targets = steps if task.name != "adding" else 1
-    target_width = output_width(task) if task.name in ("flipflop", "sine") else 1
-    kept = 4 * sequences * (steps * features + targets * target_width)
-    drawing = DRAW_BYTES[task.name] * max(task.train_size, task.val_size) * steps * features
-    rows = max(task.batch_size, min(EVAL_CHUNK, task.val_size))
-    activations, weights, fan_in = 0, 0, features
+    targets = steps if kind.per_step else 1
+    kept = 4 * sequences * (steps * features + targets * kind.target_width(task))
+    drawing = kind.draw_bytes * max(task.train_size, task.val_size) * steps * features
+    train_rows, eval_rows = task.batch_size, min(EVAL_CHUNK, task.val_size)
+    train_floats, eval_floats, weights, fan_in = 0, 0, 0, features
     for k, units in enumerate(spec.units):
-        activations += len(spec.directions) * (ACTIVATION_FLOATS * units + fan_in)
+        train_floats += len(spec.directions) * (ACTIVATION_FLOATS * units + fan_in)
+        eval_floats += len(spec.directions) * (EVAL_FLOATS * units + fan_in)
         weights += len(spec.directions) * (fan_in + spec.hidden_size(k) + 2) * 4 * units
         fan_in = spec.output_size(k)
-    weights += (fan_in + 1) * output_width(task)
-    return kept + drawing + 4 * rows * steps * activations + 4 * 4 * weights
+    weights += (fan_in + 1) * kind.outputs(task)
+    activations = 4 * steps * max(train_rows * train_floats, eval_rows * eval_floats)
+    return kept + drawing + activations + 4 * 4 * weights
 
 
 def check_training_memory(task, spec: ModelSpec, max_memory_gb: float) -> None:
@@ -63,7 +66,7 @@ def check_training_memory(task, spec: ModelSpec, max_memory_gb: float) -> None:
     Raises:
         ConfigError: on `task.train_size`, with the other sizes and the estimate in the message.
     """
-    needed = training_bytes(task, spec)
+    needed = TF_BASE_BYTES + training_bytes(task, spec)
     if needed > max_memory_gb * 2**30:
         raise ConfigError(
             "task.train_size", task.train_size,

@@ -1,10 +1,13 @@
 """Validation of a composed config and the shapes it implies, before TensorFlow is imported."""
 
 import math
-from dataclasses import dataclass
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from lstm_exp.config import names
+from lstm_exp.config.memory import INPUT_COPIES, TF_BASE_BYTES, check_rows, reference_row_bytes
+from lstm_exp.config.names import GATES
+from lstm_exp.config.specs import InputSpec, ModelSpec, RunSpec, TrackingSpec, WeightsSpec
 from lstm_exp.config.store_checks import check_names, check_store_uri
 from lstm_exp.errors import ConfigError
 
@@ -20,40 +23,6 @@ MAX_REPEAT = 100_000  # run.repeat
 MAX_MEMORY_GB = 4096.0  # run.max_memory_gb
 MAX_TIMEOUT_S = 3600.0  # tracking.timeout_s
 FLOAT32_MAX = 3.4028234663852886e38  # clips and the forget bias become float32 tensors
-GATES = ("i", "f", "g", "o")
-FAULTS = (None, "forward", "pause")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The validated model section: what `model.py` and `reference.py` build from."""
-
-    cell: str
-    units: tuple[int, ...]
-    bidirectional: bool = False
-    peepholes: bool = False
-    cell_clip: float | None = None
-    proj_size: int | None = None
-    proj_clip: float | None = None
-    implementation: str = "auto"
-
-    @property
-    def has_extras(self) -> bool:
-        """True when the TF1 LSTMCell extras need the custom cell instead of keras.layers.LSTM."""
-        return bool(self.peepholes or self.cell_clip or self.proj_size or self.proj_clip)
-
-    @property
-    def directions(self) -> tuple[str, ...]:
-        """Name prefixes of one layer's directions: ``("",)`` or ``("fw/", "bw/")``."""
-        return ("fw/", "bw/") if self.bidirectional else ("",)
-
-    def hidden_size(self, k: int) -> int:
-        """Size of one direction's h of layer k (the projection size where there is one)."""
-        return self.proj_size or self.units[k]
-
-    def output_size(self, k: int) -> int:
-        """Feature size of layer k's output sequence (both directions concatenated)."""
-        return self.hidden_size(k) * (2 if self.bidirectional else 1)
 
 
 def _positive_int(key: str, value: object, limit: int | None = None) -> int:
@@ -108,20 +77,25 @@ def validate_model(model: DictConfig) -> ModelSpec:
         for key in ("peepholes", "cell_clip", "proj_size", "proj_clip"):
             if model[key] not in (None, False):
                 raise ConfigError(f"model.{key}", model[key], "unset unless model.cell=lstm")
-        if spec.implementation in ("fused", "native"):
-            raise ConfigError("model.implementation", spec.implementation,
-                              "keras or auto unless model.cell=lstm")
     if spec.proj_clip and not spec.proj_size:
         raise ConfigError("model.proj_clip", spec.proj_clip, "null unless model.proj_size is set")
-    _choice("model.weights.layout", model.weights.layout, LAYOUTS)
-    if not abs(model.weights.forget_bias) <= FLOAT32_MAX:  # False for NaN
-        raise ConfigError("model.weights.forget_bias", model.weights.forget_bias,
-                          "a finite number within float32's range (|x| <= 3.4e38)")
+    if spec.implementation in ("fused", "native") and not spec.plain_lstm_stack:
+        raise ConfigError("model.implementation", spec.implementation,
+                          "keras or auto unless the model is a plain unidirectional LSTM stack")
     return spec
 
 
-def validate_input_settings(inp: DictConfig) -> None:
-    """Checks the scalar settings of the input section (the arrays are checked in `inputs.py`)."""
+def validate_weights(weights: DictConfig) -> WeightsSpec:
+    """Checks `model.weights` (the file itself is read, and checked, when the run prepares)."""
+    _choice("model.weights.layout", weights.layout, LAYOUTS)
+    if not abs(weights.forget_bias) <= FLOAT32_MAX:  # False for NaN
+        raise ConfigError("model.weights.forget_bias", weights.forget_bias,
+                          "a finite number within float32's range (|x| <= 3.4e38)")
+    return WeightsSpec(weights.path or None, weights.layout, float(weights.forget_bias))
+
+
+def validate_input(inp: DictConfig) -> InputSpec:
+    """Checks the scalar settings of the input section (the arrays are checked as they are read)."""
     for key in ("batch", "timesteps", "features"):
         _positive_int(f"input.{key}", inp[key], MAX_SIZE)
     _choice("input.distribution", inp.distribution, DISTRIBUTIONS)
@@ -129,29 +103,35 @@ def validate_input_settings(inp: DictConfig) -> None:
         raise ConfigError("input.path", inp.path, "the path of a .npy, .npz or .csv file (input=file)")
     if inp["values"] is not None and inp.path is not None:
         raise ConfigError("input.path", inp.path, "null when input.values is given")
+    values = OmegaConf.to_container(inp["values"]) if OmegaConf.is_config(inp["values"]) else inp["values"]
+    lengths = None if inp.lengths is None else tuple(inp.lengths)  # checked against (B, T) once read
+    return InputSpec(inp.name, values, inp.batch, inp.timesteps, inp.features, inp.distribution,
+                     inp.path, lengths, inp.initial_state)
 
 
-def validate_run_settings(run: DictConfig) -> None:
+def validate_run(run: DictConfig) -> RunSpec:
     """Checks `run.*`: a negative repeat or a zero memory limit would otherwise pass silently."""
     if not 0 <= run.repeat <= MAX_REPEAT:  # the schema makes it an int
         raise ConfigError("run.repeat", run.repeat, f"an integer from 0 (no timing) to {MAX_REPEAT}")
     if not 0 < run.max_memory_gb <= MAX_MEMORY_GB:  # False for NaN
         allowed = f"a positive number of GB up to {MAX_MEMORY_GB:g}"
         raise ConfigError("run.max_memory_gb", run.max_memory_gb, allowed)
-    if run.inject_fault not in FAULTS:
-        raise ConfigError("run.inject_fault", run.inject_fault, "null, forward or pause (tests only)")
+    return RunSpec(run.repeat, float(run.max_memory_gb), bool(run.print_arrays))
 
 
-def validate_tracking(tracking: DictConfig) -> None:
+def validate_tracking(tracking: DictConfig) -> TrackingSpec:
     """Checks `tracking.*` before any computation, so that a typo never costs a run's time."""
+    spec = TrackingSpec(bool(tracking.enabled), tracking.uri, tracking.experiment, tracking.run_name,
+                        float(tracking.timeout_s), bool(tracking.log_model))
     if not tracking.enabled:
-        return
+        return spec
     if tracking.uri is not None:
         check_store_uri(tracking.uri)
     check_names(tracking.experiment, tracking.run_name)
     if not 0 < tracking.timeout_s <= MAX_TIMEOUT_S:  # False for NaN; huge values crash the socket library
         allowed = f"a positive number of seconds up to {MAX_TIMEOUT_S:g}"
         raise ConfigError("tracking.timeout_s", tracking.timeout_s, allowed)
+    return spec
 
 
 def expected_shapes(
@@ -164,34 +144,50 @@ def expected_shapes(
         (2, 3, 5)
     """
     shapes: dict[str, tuple[int, ...]] = {
-        "input": (batch, features) if one_step else (batch, timesteps, features)
+        names.INPUT: (batch, features) if one_step else (batch, timesteps, features)
     }
-    directions = ("fw", "bw") if spec.bidirectional else ("",)
     for k, units in enumerate(spec.units):
-        pre = f"layer_{k}/"
-        shapes[pre + "sequence"] = (batch, timesteps, spec.output_size(k))
-        shapes[pre + "h"] = (batch, spec.output_size(k))
+        shapes[names.array_name(k, names.SEQUENCE)] = (batch, timesteps, spec.output_size(k))
+        shapes[names.array_name(k, names.H)] = (batch, spec.output_size(k))
         if spec.cell == "lstm":
-            shapes[pre + "c"] = (batch, units * len(directions))
-        for d in directions if spec.bidirectional else ():
-            shapes[f"{pre}{d}/h"] = (batch, spec.hidden_size(k))
+            shapes[names.array_name(k, names.C)] = (batch, units * len(spec.directions))
+        for d in spec.directions if spec.bidirectional else ():
+            shapes[names.array_name(k, names.H, d)] = (batch, spec.hidden_size(k))
             if spec.cell == "lstm":
-                shapes[f"{pre}{d}/c"] = (batch, units)
+                shapes[names.array_name(k, names.C, d)] = (batch, units)
         if spec.cell == "lstm":
-            for d in directions:
+            for d in spec.directions:
                 for gate in GATES:
-                    shapes[f"{pre}{d + '/' if d else ''}gates/{gate}"] = (batch, timesteps, units)
+                    shapes[names.gate_name(k, gate, d)] = (batch, timesteps, units)
     last = spec.output_size(len(spec.units) - 1)
-    shapes["output"] = (batch, last) if one_step else (batch, timesteps, last)
+    shapes[names.OUTPUT] = (batch, last) if one_step else (batch, timesteps, last)
     return shapes
 
 
 def estimate_bytes(shapes: dict[str, tuple[int, ...]], spec: ModelSpec, features: int) -> int:
-    """Float32 bytes the run will hold: every result array, the weights, and working copies."""
-    arrays = sum(math.prod(s) for s in shapes.values())
+    """The run's peak resident memory, in bytes: what `run.max_memory_gb` is checked against.
+
+    TensorFlow's base, the engine's float32 arrays (`output` is the last layer's sequence itself),
+    the input with the engine's copy of it, the weights, and one chunk of the float64 check (see
+    `config/memory.py`; measured against real peaks by scripts/bench_memory.py).
+
+    Example:
+        >>> estimate_bytes(expected_shapes(ModelSpec("lstm", (256, 256)), 32, 2048, 64, False), ...) / 2**20
+        1603.0...
+    """
+    arrays = sum(math.prod(s) for n, s in shapes.items() if n not in (names.INPUT, names.OUTPUT))
+    inputs = INPUT_COPIES * math.prod(shapes[names.INPUT])
     weights, fan_in = 0, features
     for k, units in enumerate(spec.units):
-        weights += (fan_in + spec.hidden_size(k) + 2) * 4 * units
-        fan_in = spec.proj_size or units
-    # x3: the TensorFlow result, its NumPy copy and the float64 reference recomputation.
-    return 4 * 3 * (arrays + weights)
+        weights += len(spec.directions) * (fan_in + spec.hidden_size(k) + 2) * 4 * units
+        fan_in = spec.output_size(k)
+    check = check_rows(shapes) * reference_row_bytes(shapes)
+    return TF_BASE_BYTES + 4 * (arrays + inputs + weights) + check
+
+
+def largest_arrays(shapes: dict[str, tuple[int, ...]]) -> str:
+    """What takes most of the run's float32 arrays: `gates` (LSTM's four per layer) or `sequences`."""
+    gates = sum(math.prod(s) for n, s in shapes.items()
+                if (parsed := names.parse_array_name(n)) is not None and parsed.gate)
+    other = sum(math.prod(s) for n, s in shapes.items() if n != names.OUTPUT) - gates
+    return "gates" if gates > other else "sequences"

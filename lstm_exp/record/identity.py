@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Keys that change where or whether a run is recorded, not what it computes.
-_NOT_COMPUTATION = ("tracking", "dry_run", "resume", "hydra")
+_NOT_COMPUTATION = ("tracking", "dry_run", "resume", "hydra", "sweep")
 
 
 def computation_config(cfg: DictConfig) -> dict:

@@ -17,6 +17,7 @@ import sys
 import time
 
 from lstm_exp.errors import ConfigError
+from lstm_exp.record.run_store import RunStore
 
 OPEN_GRACE_S = 120  # an open's bound beyond tracking.timeout_s (MLflow's import, a first migration)
 
@@ -105,8 +106,8 @@ class Recorder:
             self.process.stdin.close()
 
 
-class RecorderStore:
-    """`LocalStore`'s interface over a `Recorder`, each call bounded by a timeout."""
+class RecorderStore(RunStore):
+    """The `RunStore` interface over a `Recorder` (`LocalStore` answers), each call bounded by a timeout."""
 
     def __init__(self, recorder: Recorder, timeout_s: float) -> None:
         self.recorder, self.timeout_s = recorder, timeout_s
@@ -119,12 +120,13 @@ class RecorderStore:
         # Opening includes importing MLflow and migrating a fresh database, on a possibly busy machine.
         return self.recorder.wait(request_id, "open", OPEN_GRACE_S + self.timeout_s)
 
-    def open(self, **args) -> dict:
-        return self.finish_open(self.begin_open(**args))
-
-    def log(self, **args) -> None:
+    def log(self, metrics, **args) -> None:
         # Drawing and uploading take longer than a store round trip: a wider, still finite bound.
-        self.recorder.wait(self.recorder.send("log", **args), "log", 10 * self.timeout_s)
+        request = self.recorder.send("log", metrics=metrics.to_json(), **args)
+        self.recorder.wait(request, "log", 10 * self.timeout_s)
+
+    def log_summary(self, **args) -> None:
+        self.recorder.wait(self.recorder.send("log_summary", **args), "log_summary", self.timeout_s)
 
     def end(self, **args) -> str:
         return self.recorder.wait(self.recorder.send("end", **args), "end", self.timeout_s)
@@ -132,6 +134,7 @@ class RecorderStore:
 
 def _serve() -> None:
     from lstm_exp.record.local_store import LocalStore
+    from lstm_exp.record.metrics import RunMetrics
 
     store = LocalStore()
     open_runs: dict[str, str] = {}  # run id -> store URI, until the run has ended
@@ -142,6 +145,8 @@ def _serve() -> None:
     for line in sys.stdin:
         message = json.loads(line)
         method, args = message["method"], message["args"]
+        if method == "log":  # the one request whose payload is not plain JSON
+            args["metrics"] = RunMetrics.from_json(args["metrics"])
         try:
             result = getattr(store, method)(**args)
             reply = {"id": message["id"], "result": result}

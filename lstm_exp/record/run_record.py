@@ -5,7 +5,8 @@
         record.finish(folder, metrics, params, tags)  # FINISHED
     # an exception inside the block ends the run FAILED with its reason; Ctrl-C or SIGTERM, KILLED
 
-The store is a `LocalStore` (MLflow in this process) or a `RecorderStore` (the companion process).
+The store is a `RunStore` (run_store.py): a `LocalStore` (MLflow in this process) or a `RecorderStore`
+(the companion process).
 If the recorder cannot end the run (dead, hung), the run is ended from this process instead.
 """
 
@@ -16,6 +17,9 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from lstm_exp.record.metrics import RunMetrics
+from lstm_exp.record.run_store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +52,22 @@ class Skipped:
 class RunRecord:
     """One open run; use it as a context manager so that it always ends."""
 
-    def __init__(self, store, uri: str, run_id: str, experiment_id: str, timeout_s: float) -> None:
+    def __init__(self, store: RunStore, uri: str, run_id: str, experiment_id: str, timeout_s: float,
+                 orphans_reason: str | None = None) -> None:
         self.store, self.uri, self.run_id, self.experiment_id = store, uri, run_id, experiment_id
         self.timeout_s = timeout_s
-        self.status: str | None = None  # set once the run has ended
-        # A sweep parent sets this: ending it abnormally also ends its children still RUNNING.
-        self.orphans_reason: str | None = None
+        self.status: str | None = None  # set once the run has ended, or LOST (`abandon_store`)
+        # A sweep parent's: ending it abnormally also ends its children still RUNNING, with this reason.
+        self.orphans_reason = orphans_reason
         self._signals = contextlib.ExitStack()
 
     @classmethod
-    def open(cls, store, request: OpenRequest, meanwhile: Callable[[], None] | None = None):
+    def open(cls, store: RunStore, request: OpenRequest, meanwhile: Callable[[], None] | None = None,
+             orphans_reason: str | None = None):
         """Opens a run (or finds its twin when resuming); `meanwhile` runs while the store works.
+
+        `orphans_reason`: for a sweep's parent, why its children still RUNNING are ended with it when
+        it ends abnormally (None: a run without children).
 
         Returns:
             A `RunRecord`, or `Skipped` when `request.resume` found the run already recorded.
@@ -66,21 +75,17 @@ class RunRecord:
         Raises:
             ConfigError: the store refused (unreachable, deleted experiment, ...); no run exists.
         """
-        args = vars(request)
-        recorder = hasattr(store, "begin_open")  # then the store opens while `meanwhile` runs here
         # SIGTERM is ours from the moment the run may exist (a launcher may have set its own handler).
         with signals_kept() as seen:
-            pending = store.begin_open(**args) if recorder else None
-            opened = None if recorder else store.open(**args)
+            pending = store.begin_open(**vars(request))  # a recorder opens while `meanwhile` runs here
             try:
                 if meanwhile:
                     meanwhile()
             except BaseException as error:
-                cls._end_opened(store, request, opened or store.finish_open(pending),
-                                signal_error(seen) or error)
+                cls._end_opened(store, request, store.finish_open(pending), signal_error(seen) or error)
                 raise
             try:
-                opened = opened or store.finish_open(pending)
+                opened = store.finish_open(pending)
             except (KeyboardInterrupt, Terminated) as error:
                 # The signal came while the recorder was answering: the run may exist already, and
                 # the answer is still coming (the wait can be taken up again); that run ends KILLED.
@@ -88,16 +93,17 @@ class RunRecord:
                 raise
         if opened["skipped"]:
             return Skipped(opened["run_id"], opened["experiment_id"])
-        return cls(store, request.uri, opened["run_id"], opened["experiment_id"], request.timeout_s)
+        return cls(store, request.uri, opened["run_id"], opened["experiment_id"], request.timeout_s,
+                   orphans_reason)
 
     @classmethod
-    def _end_opened(cls, store, request: OpenRequest, opened: dict, error: BaseException) -> None:
+    def _end_opened(cls, store: RunStore, request: OpenRequest, opened: dict, error: BaseException) -> None:
         """Ends the run an interrupted or failed opening created (a twin found by resume stays)."""
         if not opened["skipped"]:
             cls(store, request.uri, opened["run_id"], opened["experiment_id"],
                 request.timeout_s)._end_anyway(*_status_of(error))
 
-    def finish(self, folder: str, metrics: list, params: dict[str, str], tags: dict[str, str]) -> None:
+    def finish(self, folder: str, metrics: RunMetrics, params: dict[str, str], tags: dict[str, str]) -> None:
         """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED."""
         self.store.log(uri=self.uri, run_id=self.run_id, folder=folder, metrics=metrics, params=params,
                        tags=tags)
@@ -112,6 +118,12 @@ class RunRecord:
         still RUNNING); a run another process ended first keeps its status, which `status` takes."""
         self.status = self.store.end(uri=self.uri, run_id=self.run_id, status=status, reason=reason,
                                      orphans_reason=orphans_reason)
+
+    def abandon_store(self) -> None:
+        """The store failed a request and is taken as lost: the record sends it nothing more, and
+        leaving the `with` block does not try to end the run (a wait on a dead store, and a second
+        error about the same loss); the run stays as the store last had it."""
+        self.status = "LOST"
 
     def _end_anyway(self, status: str, reason: str, orphans_reason: str | None = None) -> None:
         """Ends the run; if its store cannot, from this process; the error that ended it stands."""

@@ -1,10 +1,13 @@
 """Reading recorded runs back: the store, a run by id or prefix, its artifacts, a filtered search."""
 
+import contextlib
 import re
 from pathlib import Path
 
 from lstm_exp.errors import ConfigError
+from lstm_exp.record.http_bounds import http_bounds
 from lstm_exp.record.read_only import check_readable, locked_store_error
+from lstm_exp.record.server_access import server_refusals
 from lstm_exp.record.store import default_store_uri
 from lstm_exp.record.store_locks import StoreLocked, quiet_lock_retries, retry_locked
 
@@ -15,8 +18,10 @@ _LITERAL = re.compile(r"""('[^']*'|"[^"]*"|`[^`]*`)""")  # quoted strings and qu
 _DOTTED = re.compile(r"\b(params?|metrics?|tags?)\.([A-Za-z_][\w.]*\w)")
 
 
+@contextlib.contextmanager
 def open_store(uri: str | None):
-    """(MlflowClient, uri) on an existing store, default the launch directory's; for reading runs.
+    """(MlflowClient, uri) on an existing store, default the launch directory's; for reading runs
+    inside the block, where the client's requests to a server are bounded (`http_bounds`).
 
     Nothing is written to the store: MlflowClient would create or migrate MLflow's tables in any
     database it is given, so the database is checked read-only first (`read_only.check_readable`).
@@ -24,6 +29,10 @@ def open_store(uri: str | None):
     Raises:
         ConfigError: a missing SQLite file, a database that is not an MLflow store of the installed
             MLflow's schema, or a server that does not answer.
+
+    Example:
+        >>> with open_store(None) as (client, uri):
+        ...     run = find_run(client, "3f2a")
     """
     from mlflow.tracking import MlflowClient
 
@@ -32,11 +41,14 @@ def open_store(uri: str | None):
     # MLflow opens its store in the constructor: a writer that took the lock after the check is waited
     # for here, quietly, and does not end the command with MLflow's "database is locked" traceback.
     quiet_lock_retries()
-    try:
-        client = retry_locked(lambda: MlflowClient(tracking_uri=uri), within_s=OPEN_TIMEOUT_S)
-    except StoreLocked:
-        raise locked_store_error(uri, OPEN_TIMEOUT_S) from None
-    return client, uri
+    with http_bounds(OPEN_TIMEOUT_S):
+        try:
+            client = retry_locked(lambda: MlflowClient(tracking_uri=uri), within_s=OPEN_TIMEOUT_S)
+        except StoreLocked:
+            raise locked_store_error(uri, OPEN_TIMEOUT_S) from None
+        # A server's 401 or 403 to any read in the block: one line naming the user.
+        with server_refusals(("--tracking-uri", uri), ("--tracking-uri", uri), "READ"):
+            yield client, uri
 
 
 def quote_dotted_names(text: str) -> str:

@@ -3,20 +3,21 @@
 Only `lstm_exp.record` imports mlflow; `RunRecord` (run_record.py) decides when these calls happen.
 """
 
+import http.client
 import logging
-import os
 import platform
+import ssl
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from omegaconf import DictConfig
-
+from lstm_exp.config.specs import Experiment
 from lstm_exp.config.store_checks import sqlite_path
 from lstm_exp.errors import ConfigError
 from lstm_exp.record import identity
+from lstm_exp.record.server_access import refusal
 from lstm_exp.record.store_locks import (
     LOCK_WAIT_S,
     StoreLocked,
@@ -53,11 +54,6 @@ def default_store_uri(uri: str | None, launch_dir: Path | None = None) -> str:
     return uri
 
 
-def store_uri(tracking: DictConfig) -> str:
-    """The tracking URI: `tracking.uri`, else `sqlite:///<launch directory>/mlflow.db`."""
-    return default_store_uri(tracking.uri)
-
-
 def _artifact_location(uri: str) -> str | None:
     # Beside a SQLite file, so that `mlflow ui` in that directory finds every artifact.
     if uri.startswith("sqlite:///"):
@@ -69,17 +65,22 @@ def check_reachable(uri: str, timeout_s: float) -> None:
     """Fails fast (ConfigError) when an HTTP tracking server does not answer its health check."""
     if not uri.startswith(("http://", "https://")):
         return
-    # MLflow's own retries would take minutes on a dead server; bound them for every later request.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(timeout_s, 1))))
+    why = f"no answer within {timeout_s:g} s"
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as reply:
             if reply.status == 200:
                 return
-    except (urllib.error.URLError, OSError, ValueError):
+            why = f"its /health answered HTTP {reply.status}: is it an MLflow server?"
+    except urllib.error.HTTPError as error:
+        why = f"its /health answered HTTP {error.code}: is it an MLflow server?"
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ssl.SSLError):
+            why = f"TLS failed ({error.reason.reason or error.reason}): a plain-HTTP server wants http://"
+    except http.client.HTTPException:  # something that does not speak HTTP (a database's port)
+        why = "its answer was not HTTP: is it an MLflow server?"
+    except (OSError, ValueError):
         pass
-    allowed = f"a reachable MLflow tracking server (no answer within {timeout_s:g} s)"
-    raise ConfigError("tracking.uri", uri, allowed)
+    raise ConfigError("tracking.uri", uri, f"a reachable MLflow tracking server ({why})")
 
 
 def open_experiment(uri: str, experiment: str, timeout_s: float):
@@ -130,6 +131,8 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
     except StoreLocked:
         raise locked_store_error(uri, "tracking.uri", timeout_s) from None
     except Exception as error:  # noqa: BLE001 - MLflow and SQLAlchemy raise many kinds for a bad store
+        if found := refusal(error, ("tracking.uri", uri), ("tracking.experiment", experiment), "EDIT"):
+            raise found from None
         reason = " ".join(str(error).split())[:300]
         raise ConfigError("tracking.uri", uri, f"an MLflow store that opens ({reason})") from None
 
@@ -147,19 +150,23 @@ def flatten(node, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def run_tags(cfg: DictConfig, overrides: list[str]) -> dict[str, str]:
-    """Model and input names, overrides, the config hash and code version, the source."""
+def run_tags(experiment: Experiment, config_hash: str, overrides: list[str]) -> dict[str, str]:
+    """Model and input names, overrides, the config hash and code version, the source.
+
+    Args:
+        config_hash: `identity.config_hash` of the composed config the experiment was parsed from.
+    """
     commit = identity.git_commit()
     return {
-        TAG_PREFIX + "model": cfg.model.name,
-        TAG_PREFIX + "input": cfg.input.name,
+        TAG_PREFIX + "model": experiment.model_name,
+        TAG_PREFIX + "input": experiment.input.name,
         TAG_PREFIX + "overrides": " ".join(overrides),
-        TAG_PREFIX + "config_hash": identity.config_hash(cfg),
+        TAG_PREFIX + "config_hash": config_hash,
         TAG_PREFIX + "code_version": identity.code_version(),
-        TAG_PREFIX + "seed": str(cfg.seed),
+        TAG_PREFIX + "seed": str(experiment.seed),
         # Not part of the config hash (it does not change the arrays), but `resume` must not reuse
         # a run without a model when one is asked for.
-        TAG_PREFIX + "logged_model": str(bool(cfg.tracking.log_model)).lower(),
+        TAG_PREFIX + "logged_model": str(experiment.tracking.log_model).lower(),
         "mlflow.source.name": "lstm_exp.run",
         "mlflow.source.type": "LOCAL",
         "mlflow.source.git.commit": commit.removesuffix("+dirty"),

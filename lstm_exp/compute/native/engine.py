@@ -21,10 +21,11 @@ import numpy as np
 from lstm_exp.compute.native import cpu
 from lstm_exp.compute.native.build import Build, NativeBuildError
 from lstm_exp.compute.native.cache import DISABLE_ENV, cached_build
+from lstm_exp.config import names
+from lstm_exp.config.names import GATES
 
 log = logging.getLogger(__name__)
 
-GATES = ("i", "f", "g", "o")
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,14 @@ class NativeLSTMStack:
         self.build = loaded.build.isa  # avx512, avx2, avx or portable: what this CPU runs
         self.max_threads = int(max_threads)
         self.chunk_steps = int(chunk_steps)
-        num_layers = sum(key.endswith("/recurrent_kernel") for key in weights)
         self._layers = []
-        for k in range(num_layers):
-            u = np.asarray(weights[f"layer_{k}/recurrent_kernel"], np.float32)
+        for k in range(names.layer_count(weights)):
+            kernel, recurrent, bias = (weights[names.array_name(k, p)]
+                                       for p in ("kernel", "recurrent_kernel", "bias"))
+            u = np.asarray(recurrent, np.float32)
             units = u.shape[0]
-            self._layers.append((tf.constant(pack_kernel(weights[f"layer_{k}/kernel"], units, width)),
-                                 tf.constant(pack_bias(weights[f"layer_{k}/bias"], units, width)),
+            self._layers.append((tf.constant(pack_kernel(kernel, units, width)),
+                                 tf.constant(pack_bias(bias, units, width)),
                                  tf.constant(pack_kernel(u, units, width)),
                                  units))
         self.units = [layer[3] for layer in self._layers]
@@ -147,12 +149,13 @@ class NativeLSTMStack:
                    else tf.cast(tf.convert_to_tensor(lengths), tf.int32))
         state, result, seq = initial_state or {}, {}, x
         for k, (kernel, bias, recurrent, units) in enumerate(self._layers):
-            h0, c0 = (tf.zeros((batch, units)) if state.get(f"layer_{k}/{p}") is None
-                      else tf.cast(state[f"layer_{k}/{p}"], tf.float32) for p in "hc")
+            h0, c0 = (tf.zeros((batch, units)) if state.get(names.array_name(k, p)) is None
+                      else tf.cast(state[names.array_name(k, p)], tf.float32) for p in (names.H, names.C))
             seq, h, c, *gates = self._op.lstm_exp_native_layer(
                 seq, kernel, bias, recurrent, h0, c0, lengths, return_gates=bool(return_gates),
                 max_threads=self.max_threads, chunk_steps=self.chunk_steps)
-            result.update({f"layer_{k}/sequence": seq, f"layer_{k}/h": h, f"layer_{k}/c": c})
+            result.update({names.array_name(k, names.SEQUENCE): seq, names.array_name(k, names.H): h,
+                           names.array_name(k, names.C): c})
             if return_gates:
-                result.update({f"layer_{k}/gates/{g}": v for g, v in zip(GATES, gates, strict=True)})
+                result.update({names.gate_name(k, g): v for g, v in zip(GATES, gates, strict=True)})
         return result

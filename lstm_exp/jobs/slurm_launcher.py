@@ -6,12 +6,12 @@ stopped at its time limit leaves no result: the sweep would wait forever. `launc
 array, then watches only each job's result file and `squeue`. A job whose result came back is done; a
 job that squeue no longer lists and whose result has not appeared `lost_job_grace_s` later is lost. A
 lost job, and one whose result is an error raised past our task function (a signal, say), comes back as
-a FAILED JobReturn whose error says why; the sweeper (lstm_exp.cli.sweep) counts it in the summary and
+a FAILED JobReturn whose error says why; the sweeper (lstm_exp.jobs.sweep) counts it in the summary and
 the exit status and ends the job's run if the job left it open.
 
 The plugin class Hydra instantiates is hydra_plugins/lstm_exp_slurm_launcher (Hydra takes launchers
-from that package only); its knobs are in conf/hydra/launcher/slurm.yaml. The plugin's own
-`hydra/launcher=submitit_slurm` goes through `launch` too (lstm_exp.cli.sweep), with the default grace
+from that package only); its knobs are in lstm_exp/config/slurm_schema.py. The plugin's own
+`hydra/launcher=submitit_slurm` goes through `launch` too (lstm_exp.jobs.sweep), with the default grace
 and poll: its launch keeps the job handles to itself, so a stopped sweep could not cancel its jobs.
 """
 
@@ -25,14 +25,15 @@ from pathlib import Path
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf, open_dict
 
-from lstm_exp.cli.submitit_array import submit_array
+from lstm_exp.config.slurm_schema import SlurmLauncherConf
+from lstm_exp.jobs.submitit_array import submit_array
 from lstm_exp.record.run_record import Terminated, repeats_ignored
 
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S = 60  # one squeue / scontrol / scancel call
 CANCEL_TIMEOUT_S = 180  # after scancel, until squeue no longer lists the jobs (Slurm's KillWait is 30 s)
-LOST_JOB_GRACE_S = 60.0  # the preset's lost_job_grace_s, for submitit_slurm (which has no such key)
-POLL_S = 5.0  # the preset's poll_s, likewise
+LOST_JOB_GRACE_S = SlurmLauncherConf.lost_job_grace_s  # for submitit_slurm, which has no such key
+POLL_S = SlurmLauncherConf.poll_s  # likewise
 QUEUE_SILENCE_S = 900  # squeue failing this long (the controller is down) makes every unfinished job lost
 LOST = "left the queue without a result: cancelled, killed, or out of time"
 

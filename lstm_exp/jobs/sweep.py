@@ -14,12 +14,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from lstm_exp.cli.handover import hand_over
-from lstm_exp.cli.job import JobOutcome
-from lstm_exp.cli.output_dirs import make_output_dir, unwritable
-from lstm_exp.cli.report import format_sweep_table, job_overrides, sweep_counts
-from lstm_exp.cli.sweep_grid import job_batches, params_overrides
+from lstm_exp.config.experiment import parse_tracking
 from lstm_exp.config.launcher_validate import validate_launcher
+from lstm_exp.jobs.handover import hand_over
+from lstm_exp.jobs.outcome import JobOutcome
+from lstm_exp.jobs.output_dirs import make_output_dir, unwritable
+from lstm_exp.jobs.sweep_conclusions import conclude_sweep, sweep_keys
+from lstm_exp.jobs.sweep_grid import job_batches, params_overrides
+from lstm_exp.jobs.text import format_sweep_table, job_overrides, sweep_counts
 from lstm_exp.record.run_record import signals_kept
 
 PARENT_ENV = "LSTM_EXP_PARENT_RUN"  # the parent run id, for the jobs
@@ -35,6 +37,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
     overrides = parser.parse_overrides([*params_overrides(sweeper.params), *arguments])
     batches = job_batches(overrides, sweeper.max_batch_size)
     total = sum(len(batch) for batch in batches)
+    group_keys = sweep_keys(config, [job for batch in batches for job in batch])  # sweep.*, checked here
     sweep_dir = make_output_dir("hydra.sweep.dir", str(config.hydra.sweep.dir))
     try:
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
@@ -59,6 +62,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
         print(format_sweep_table(rows))
         print(sweep_counts(outcomes))
         if parent:
+            status = max(status, conclude_sweep(parent, config, group_keys, rows, sweep_counts(outcomes)))
             status = max(status, _close_parent(parent, rows, outcomes))
 
     hand_over(status)
@@ -78,11 +82,11 @@ def _launch(launcher, batch, first: int) -> list:
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 
     if type(launcher) is LocalLauncher:
-        from lstm_exp.cli import local_launcher
+        from lstm_exp.jobs import local_launcher
 
         return local_launcher.launch(launcher, batch, first)
     if type(launcher) is SlurmLauncher:
-        from lstm_exp.cli import slurm_launcher
+        from lstm_exp.jobs import slurm_launcher
 
         return slurm_launcher.launch(launcher, batch, first)
     return launcher.launch(batch, initial_job_idx=first)
@@ -98,7 +102,7 @@ def _close_parent(parent, rows: list[dict], outcomes: list[JobOutcome]) -> int:
         parent.log_summary(rows, {"lstm_exp.jobs": sweep_counts(outcomes)})
         parent.end("FAILED" if failed else "FINISHED", reason, orphans_reason=ORPHAN_REASON)
     except Exception as error:  # noqa: BLE001 - the store went away: say so in one line, exit 1
-        parent.status = "LOST"  # nothing more can reach that store from here
+        parent.abandon_store()  # nothing more can reach that store from here
         print(f"error: could not record the sweep's summary in its parent run {parent.run_id} "
               f"({' '.join(str(error).split())[:300]}); run it again with resume=true", file=sys.stderr)
         return 1
@@ -109,23 +113,20 @@ def _close_parent(parent, rows: list[dict], outcomes: list[JobOutcome]) -> int:
 
 def _open_parent(config: DictConfig, total: int):
     """The sweep's parent run, or None when nothing is recorded (tracking off, dry run)."""
-    if not config.tracking.enabled or config.dry_run:
+    tracking = parse_tracking(config.tracking)  # each job checks the rest of its own config
+    if not tracking.enabled or config.dry_run:
         return None
-    from lstm_exp.config.validate import validate_tracking
     from lstm_exp.record import store
     from lstm_exp.record.local_store import LocalStore
     from lstm_exp.record.run_record import OpenRequest, RunRecord
 
-    validate_tracking(config.tracking)
     overrides = list(config.hydra.overrides.task)
-    name = config.tracking.run_name or "sweep " + " ".join(overrides)
+    name = tracking.run_name or "sweep " + " ".join(overrides)
     tags = {"lstm_exp.sweep": "parent", "lstm_exp.overrides": " ".join(overrides),
             "lstm_exp.jobs": f"{total} jobs", "mlflow.source.name": "lstm_exp.run -m"}
-    uri = store.default_store_uri(config.tracking.uri, Path(config.hydra.runtime.cwd))
-    request = OpenRequest(uri, config.tracking.experiment, config.tracking.timeout_s, tags, name[:250])
-    parent = RunRecord.open(LocalStore(), request)
-    parent.orphans_reason = ORPHAN_REASON
-    return parent
+    uri = store.default_store_uri(tracking.uri, Path(config.hydra.runtime.cwd))
+    request = OpenRequest(uri, tracking.experiment, tracking.timeout_s, tags, name[:250])
+    return RunRecord.open(LocalStore(), request, orphans_reason=ORPHAN_REASON)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import time
 
 from hydra.core.utils import JobReturn
 
-from lstm_exp.cli.submitit_array import submit_array
+from lstm_exp.jobs.submitit_array import submit_array
 from lstm_exp.record.run_record import Terminated, repeats_ignored
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,93 @@
+"""Faults injected into the CLI's jobs from outside the product: a Hydra callback.
+
+A test adds `fault_overrides(...)` to the CLI's arguments; the callback `Fault` then sits under
+`hydra.callbacks`, and Hydra's `run_job` instantiates it in every job's process (the CLI helpers put
+this folder on PYTHONPATH; Slurm's jobs inherit the submitting environment) and calls `on_job_start`
+before the task, under every launcher. A job whose `seed` is chosen gets, for its duration only, a
+wrapped `lstm_exp.compute.runner.execute` (jobs/job.py imports it at call time):
+- pause: after the forward pass and its reference check, the job waits, its MLflow run open, until
+  `RELEASE_FILE` appears in the launch directory (at most `RELEASE_WAIT_S`, then it fails);
+- forward: after the forward pass, the job raises ("fault injected ...").
+Keyed on the seed, the faulty job is named in the `lstm_exp.overrides` tag and the sweep's lines
+(`seed=1`), which Hydra's own `hydra.*` overrides never are.
+
+    run_cli("-m", "seed=0,1", *fault_overrides(pause=[1]), cwd=launch)  # job 1 holds its run open
+    (launch / RELEASE_FILE).touch()  # and goes on
+"""
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+TESTS = Path(__file__).resolve().parent
+RELEASE_FILE = "lstm_exp_release"  # a paused job waits for it in its launch directory
+RELEASE_WAIT_S = 300  # a test that never releases its paused jobs stops them, or they fail after this
+POLL_S = 0.1
+
+
+def fault_overrides(pause: Iterable[int] = (), forward: Iterable[int] = ()) -> tuple[str, ...]:
+    """The CLI overrides that make the jobs of these seeds pause or fail after the forward pass."""
+    listed = {"pause_seeds": list(pause), "forward_seeds": list(forward)}
+    return ("+hydra.callbacks.fault._target_=faults.Fault",
+            *(f"+hydra.callbacks.fault.{key}=[{','.join(map(str, seeds))}]"
+              for key, seeds in listed.items() if seeds))
+
+
+def on_python_path(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this folder first on PYTHONPATH, so that a CLI's job processes can import `faults`."""
+    path = [str(TESTS), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**env, "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
+
+
+class Fault(Callback):
+    """Makes the jobs of `pause_seeds` wait for the release file and those of `forward_seeds` raise.
+
+    Args:
+        pause_seeds: seeds whose jobs hold their open run until `RELEASE_FILE` appears in the launch
+            directory (`hydra.runtime.cwd`).
+        forward_seeds: seeds whose jobs raise a RuntimeError after the forward pass.
+    """
+
+    def __init__(self, pause_seeds: Iterable[int] = (), forward_seeds: Iterable[int] = ()) -> None:
+        self.pause_seeds = frozenset(pause_seeds)
+        self.forward_seeds = frozenset(forward_seeds)
+        self._execute = None  # lstm_exp's own `execute` while a job runs with it wrapped
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        from lstm_exp.compute import runner
+
+        pause, forward = config.seed in self.pause_seeds, config.seed in self.forward_seeds
+        if not (pause or forward):
+            return
+        execute, release = runner.execute, Path(config.hydra.runtime.cwd) / RELEASE_FILE
+        reason = f"fault injected after the forward pass (faults.Fault, seed {config.seed})"
+
+        def execute_with_fault(*args, **options):
+            result = execute(*args, **options)  # the forward pass and its reference check
+            if pause:
+                _wait_for(release)
+            if forward:
+                raise RuntimeError(reason)
+            return result
+
+        self._execute, runner.execute = execute, execute_with_fault
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        # The basic launcher runs a sweep's jobs one after the other in this process.
+        if self._execute is not None:
+            from lstm_exp.compute import runner
+
+            runner.execute, self._execute = self._execute, None
+
+
+def _wait_for(release: Path) -> None:
+    """Holds the job until `release` exists; a bounded wait, so a forgotten job cannot hang a test."""
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while not release.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"faults.Fault pause: no {release} within {RELEASE_WAIT_S} s")
+        time.sleep(POLL_S)
