@@ -16,7 +16,7 @@ from lstm_exp.compute.engines import build_forward, choose_engine, engine_build,
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.inputs import InputData, check_lengths, initial_states, load_sequences
 from lstm_exp.compute.reference import check_max_abs_err
-from lstm_exp.compute.tasks import held_out
+from lstm_exp.compute.tasks import HELD_OUT, TaskData, held_out
 from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
 from lstm_exp.compute.training import TrainResult, train  # TensorFlow is imported only when it trains
 from lstm_exp.compute.weights import load_weights
@@ -36,6 +36,7 @@ class Prepared:
     weights: dict[str, np.ndarray]
     expected_shapes: dict[str, tuple[int, ...]]
     engine: str  # keras | fused | native, `model.implementation` resolved for this input
+    task_data: TaskData | None = None  # task=file: the file's checked splits, read before training
 
 
 @dataclass
@@ -61,14 +62,23 @@ class Result:
 def prepare(experiment: Experiment) -> Prepared:
     """Reads or draws the NumPy inputs and weights (no TensorFlow), checking what only files can tell."""
     budget = experiment.run.memory_budget  # bytes a file's arrays may take, checked before reading
+    task_data, lengths = None, None
     if experiment.task is None:
         x, one_step = load_sequences(experiment.input, experiment.seed, budget)
+    elif experiment.task.path is not None:  # task=file: the held-out rows lead its validation split
+        from lstm_exp.compute.file_task import load_file_task
+
+        task_data = load_file_task(experiment.task, experiment.model, experiment.seed, experiment.run)
+        x, one_step = task_data.x_val[:HELD_OUT], False
+        if task_data.lengths_val is not None:
+            lengths = task_data.lengths_val[:HELD_OUT]
     else:  # after training, the forward pass and analyses run on held-out sequences of the task
         x, one_step = held_out(experiment.task, experiment.seed)[0], False
     batch, steps, features = x.shape
     check_memory(experiment.model, x.shape, one_step, experiment.run.max_memory_gb)
     spec = experiment.model
-    lengths = check_lengths(experiment.input.lengths, batch, steps)
+    if lengths is None:
+        lengths = check_lengths(experiment.input.lengths, batch, steps)
     state = initial_states(experiment.input.initial_state, spec, batch, experiment.seed, budget)
     if experiment.weights.path:
         weights = load_weights(experiment.weights, spec, features, budget)
@@ -76,7 +86,7 @@ def prepare(experiment: Experiment) -> Prepared:
         weights = initial_weights(spec, features, experiment.seed)
     shapes = expected_shapes(spec, batch, steps, features, one_step)
     data = InputData(x, one_step, lengths, state)
-    return Prepared(spec, data, weights, shapes, choose_engine(spec, x.shape))
+    return Prepared(spec, data, weights, shapes, choose_engine(spec, x.shape), task_data)
 
 
 def execute(
@@ -102,7 +112,8 @@ def execute(
     if experiment.task is not None:  # the forward pass runs the trained stack
         with quiet_native_stderr():  # TensorFlow's start-up notices; the epochs' progress stays live
             load_tensorflow(experiment.seed)
-        training = train(experiment.task, prepared.spec, prepared.weights, experiment.seed, on_epoch)
+        training = train(experiment.task, prepared.spec, prepared.weights, experiment.seed, on_epoch,
+                         prepared.task_data)
         prepared = replace(prepared, weights=training.weights)
         timings["train_s"] = training.train_s
     engine, arrays, forward_timings = _forward(prepared, experiment.seed, experiment.run.repeat)

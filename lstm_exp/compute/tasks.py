@@ -47,6 +47,10 @@ class TaskData:
     baseline_loss: float
     loss: str  # mse | crossentropy
     per_step: bool  # a target at every step; False: one target per sequence, from the final state
+    outputs: int  # the readout's size: values for MSE, classes for cross-entropy
+    lengths_train: np.ndarray | None = None  # (N,) valid steps per sequence (task=file only)
+    lengths_val: np.ndarray | None = None
+    datasets: tuple = ()  # task=file: the two splits' `DatasetInfo`s, logged as MLflow datasets
 
 
 def features(task) -> int:
@@ -136,7 +140,7 @@ def make_task(task, seed: int) -> TaskData:
     x_val, y_val = _split(task, seed, "val", task.val_size)
     kind = TASK_KINDS[task.name]
     return TaskData(x_train, y_train, x_val, y_val, baseline_loss(task, x_val, y_val), kind.loss,
-                    kind.per_step)
+                    kind.per_step, kind.outputs(task))
 
 
 def held_out(task, seed: int, n: int = HELD_OUT) -> tuple[np.ndarray, np.ndarray]:

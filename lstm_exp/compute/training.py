@@ -1,4 +1,5 @@
-"""Training the configured stack on a synthetic task (`task=adding|copy|flipflop|sine`).
+"""Training the configured stack on a synthetic task (`task=adding|copy|flipflop|sine`) or a file
+(`task=file`, read and split by `file_task.py`).
 
 The stack is the forward path's own `KerasStack` (every cell and option it supports), topped by a
 Dense readout: per step for copy, flipflop and sine, on the last layer's final state for adding.
@@ -8,6 +9,9 @@ on one machine.
 
     trainer = Trainer(task, spec, weights, seed)     # data, stack, readout, optimizer
     trainer.run_epoch(0) -> (train_loss, val_loss)    # what `train` loops over; bench_train times it
+
+Between epochs, `training_controls.EpochControls` sets the epoch's learning rate and decides early
+stopping; clipping and weight decay are the optimizer's (`training_controls.make_optimizer`).
 """
 
 import math
@@ -19,6 +23,7 @@ import numpy as np
 
 from lstm_exp.compute import tasks
 from lstm_exp.compute.tf_runtime import load_tensorflow
+from lstm_exp.compute.training_controls import EpochControls, make_optimizer
 from lstm_exp.config import names
 from lstm_exp.config.specs import ModelSpec
 
@@ -41,6 +46,10 @@ class TrainResult:
     held_out_y: np.ndarray
     loss: str  # mse | crossentropy
     epoch_s: list[float] = field(default_factory=list)
+    stopped_epoch: int | None = None  # early stopping: the last epoch trained (from 0); None: not stopped
+    best_epoch: int | None = None  # early stopping: the epoch of the best val_loss; None without it
+    learning_rates: list[float] = field(default_factory=list)  # per epoch, when a schedule sets them
+    datasets: tuple = ()  # task=file: the splits' `file_task.DatasetInfo`s
 
 
 def readout_weights(fan_in: int, size: int, seed: int) -> dict[str, np.ndarray]:
@@ -59,63 +68,94 @@ class Trainer:
         spec: the validated model.
         weights: keras-layout starting weights for `tasks.features(task)` inputs.
         seed: the run's seed: data, readout and batch order all follow from it.
+        data: the task's data when already loaded (`task=file`); None: drawn from the seed.
     """
 
-    def __init__(self, task, spec: ModelSpec, weights: dict[str, np.ndarray], seed: int):
+    def __init__(self, task, spec: ModelSpec, weights: dict[str, np.ndarray], seed: int,
+                 data: tasks.TaskData | None = None):
         tf = load_tensorflow(seed)
         import keras
 
         from lstm_exp.compute.keras_stack import KerasStack
 
         self.tf, self.task, self.spec, self.seed = tf, task, spec, seed
-        self.data = tasks.make_task(task, seed)
-        self.stack = KerasStack(spec, weights, tasks.features(task))
+        self.data = data if data is not None else tasks.make_task(task, seed)
+        self.stack = KerasStack(spec, weights, self.data.x_train.shape[-1])
         last = len(spec.units) - 1
         # Per-step tasks read the last layer's sequence; adding reads its final state, which for a
         # bidirectional layer holds both directions' full passes (the sequence's last step would not).
         self._read = names.OUTPUT if self.data.per_step else names.array_name(last, names.H)
-        self.readout = keras.layers.Dense(tasks.outputs(task), name="readout")
+        self.readout = keras.layers.Dense(self.data.outputs, name="readout")
         self.readout.build((None, spec.output_size(last)))
-        start = readout_weights(spec.output_size(last), tasks.outputs(task), seed)
+        start = readout_weights(spec.output_size(last), self.data.outputs, seed)
         self.readout.kernel.assign(start["readout/kernel"])
         self.readout.bias.assign(start["readout/bias"])
         self.variables = [v for layer in self.stack.layers.values() for v in layer.trainable_weights]
         self.variables += self.readout.trainable_weights
-        self.optimizer = keras.optimizers.Adam(learning_rate=task.learning_rate)
+        self.optimizer = make_optimizer(keras, task.learning_rate, task.controls)
         self.optimizer.build(self.variables)
         self._train_step = tf.function(self._train_step_eager)
         self._eval = tf.function(self._loss)
 
-    def _loss(self, x, y):
-        prediction = self.readout(self.stack(x)[self._read])  # (B, O) or (B, T, O)
+    def _loss(self, x, y, lengths=None):
+        prediction = self.readout(self.stack(x, lengths)[self._read])  # (B, O) or (B, T, O)
+        if lengths is not None and self.data.per_step:  # steps past a sequence's length do not count
+            return self._masked_loss(prediction, y, lengths)
         if self.data.loss == "crossentropy":
             per_step = self.tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=prediction)
             return self.tf.reduce_mean(per_step)
         return self.tf.reduce_mean(self.tf.square(prediction - y))
 
-    def _train_step_eager(self, x, y):
+    def _masked_loss(self, prediction, y, lengths):
+        tf = self.tf
+        if self.data.loss == "crossentropy":
+            per_step = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=prediction)  # (B, T)
+        else:
+            per_step = tf.reduce_mean(tf.square(prediction - y), axis=-1)  # (B, T)
+        mask = tf.cast(tf.sequence_mask(lengths, tf.shape(y)[1]), per_step.dtype)
+        return tf.reduce_sum(per_step * mask) / tf.reduce_sum(mask)
+
+    def _train_step_eager(self, x, y, lengths=None):
         with self.tf.GradientTape() as tape:
-            loss = self._loss(x, y)
+            loss = self._loss(x, y, lengths)
         self.optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables, strict=True))
         return loss
 
     def run_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training split in a seeded order; returns (train_loss, val_loss)."""
         x, y, size = self.data.x_train, self.data.y_train, self.task.batch_size
+        lengths = self.data.lengths_train
         order = np.random.default_rng([self.seed, _SHUFFLE_STREAM, epoch]).permutation(len(x))
         total = 0.0
         for start in range(0, len(x), size):
             batch = order[start : start + size]
-            total += float(self._train_step(x[batch], y[batch])) * len(batch)
-        return total / len(x), self.evaluate(self.data.x_val, self.data.y_val)
+            if lengths is None:
+                total += float(self._train_step(x[batch], y[batch])) * len(batch)
+            else:
+                total += float(self._train_step(x[batch], y[batch], lengths[batch])) * len(batch)
+        return total / len(x), self.evaluate(self.data.x_val, self.data.y_val, self.data.lengths_val)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
+    def evaluate(self, x: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None) -> float:
         """Mean loss over (x, y), in chunks of EVAL_CHUNK sequences."""
         total = 0.0
         for start in range(0, len(x), EVAL_CHUNK):
             chunk = slice(start, start + EVAL_CHUNK)
-            total += float(self._eval(x[chunk], y[chunk])) * len(x[chunk])
+            if lengths is None:
+                total += float(self._eval(x[chunk], y[chunk])) * len(x[chunk])
+            else:
+                total += float(self._eval(x[chunk], y[chunk], lengths[chunk])) * len(x[chunk])
         return total / len(x)
+
+    def variable_values(self) -> list[np.ndarray]:
+        """The trained variables' values (stack and readout), in `self.variables`' order."""
+        return [np.array(v.numpy()) for v in self.variables]
+
+    def assign_variables(self, values: list[np.ndarray]) -> None:
+        for variable, value in zip(self.variables, values, strict=True):
+            variable.assign(value)
+
+    def set_learning_rate(self, rate: float) -> None:
+        self.optimizer.learning_rate = rate
 
     def weights(self) -> dict[str, np.ndarray]:
         """The stack's current weights under `initial_weights`' names (what KerasStack reads back)."""
@@ -132,8 +172,9 @@ def train(
     weights: dict[str, np.ndarray],
     seed: int,
     on_epoch: Callable[[int, float, float, float], None] | None = None,
+    data: tasks.TaskData | None = None,
 ) -> TrainResult:
-    """Trains the stack on `task` for `task.epochs` epochs.
+    """Trains the stack on `task` for `task.epochs` epochs, or fewer when early stopping ends it.
 
     Args:
         task: the validated `task` section (not `none`).
@@ -142,6 +183,7 @@ def train(
         seed: the run's seed.
         on_epoch: called after each epoch as on_epoch(epoch, train_loss, val_loss, seconds), epochs
             counted from 0; seconds include the first epoch's tracing.
+        data: `task=file`'s data (`file_task.load_file_task`); None: the synthetic task's, drawn.
 
     Returns:
         A `TrainResult`; its weights replace the run's weights for the forward pass.
@@ -152,9 +194,11 @@ def train(
         True
     """
     started = time.perf_counter()
-    trainer = Trainer(task, spec, weights, seed)
+    trainer = Trainer(task, spec, weights, seed, data)
+    controls = EpochControls(task.controls, task.learning_rate, task.epochs)
     train_loss, val_loss, epoch_s = [], [], []
     for epoch in range(task.epochs):
+        controls.before_epoch(epoch, trainer.set_learning_rate)
         epoch_start = time.perf_counter()
         losses = trainer.run_epoch(epoch)
         seconds = time.perf_counter() - epoch_start
@@ -163,7 +207,16 @@ def train(
         epoch_s.append(seconds)
         if on_epoch is not None:
             on_epoch(epoch, losses[0], losses[1], seconds)
-    held_x, held_y = tasks.held_out(task, seed)
+        if controls.stop_after(epoch, losses[1], trainer.variable_values):
+            break
+    controls.finish(trainer.assign_variables)
+    if data is None:
+        held_x, held_y = tasks.held_out(task, seed)
+    else:  # the user's data: the first sequences of its validation split
+        held_x, held_y = data.x_val[: tasks.HELD_OUT], data.y_val[: tasks.HELD_OUT]
+    stopping = controls.stopping
     return TrainResult(train_loss, val_loss, trainer.data.baseline_loss, time.perf_counter() - started,
                        trainer.weights(), trainer.readout_weights(), held_x, held_y, trainer.data.loss,
-                       epoch_s)
+                       epoch_s, None if stopping is None else stopping.stopped_epoch,
+                       None if stopping is None else stopping.best_epoch, controls.rates,
+                       trainer.data.datasets)

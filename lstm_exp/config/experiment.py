@@ -46,8 +46,9 @@ def parse(cfg: DictConfig) -> Experiment:
     run = validate_run(cfg.run)
     tracking = validate_tracking(cfg.tracking)
     task = validate_task(cfg.task, model)
-    if task is not None:  # refuse before any data is drawn
-        check_training_memory(task, model, run.max_memory_gb)
+    if task is not None:  # refuse before any data is drawn (a file's sizes are checked as it is read)
+        if task.path is None:
+            check_training_memory(task, model, run.max_memory_gb)
         if inp.lengths is not None:
             raise ConfigError("input.lengths", list(inp.lengths), f"null with task={task.name}")
     elif inp.planned_shape:  # refuse before allocating
@@ -61,13 +62,17 @@ def parse_tracking(tracking: DictConfig) -> TrackingSpec:
     return validate_tracking(tracking)
 
 
-def estimate_run(experiment: Experiment, shapes: dict[str, tuple[int, ...]]) -> int:
+def estimate_run(experiment: Experiment, shapes: dict[str, tuple[int, ...]],
+                 file_training_bytes: int | None = None) -> int:
     """The run's peak memory in bytes, TensorFlow's base included: what the dry run prints and
     `run.max_memory_gb` is checked against; `shapes` are the run's `expected_shapes`.
 
     Training's peak (`task_memory.training_bytes`) comes before the forward pass of its small
-    held-out batch, and is the run's.
+    held-out batch, and is the run's; for `task=file`, `file_training_bytes` gives it from the
+    file's sizes (`compute/file_task.file_training_bytes`).
     """
+    if file_training_bytes is not None:
+        return TF_BASE_BYTES + file_training_bytes
     if experiment.task is not None:
         return TF_BASE_BYTES + training_bytes(experiment.task, experiment.model)
     return estimate_bytes(shapes, experiment.model, shapes[names.INPUT][-1])

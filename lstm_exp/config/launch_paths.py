@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 # Keys whose value is a file path (or, for initial_state, one of the words below).
-FILE_KEYS = ("input.path", "model.weights.path", "input.initial_state")
+FILE_KEYS = ("input.path", "model.weights.path", "input.initial_state", "task.path")
 INITIAL_STATE_WORDS = ("zeros", "random")
 
 

@@ -12,6 +12,11 @@ Metrics (MLflow):
     timing/{name}                       the runner's timings, grouped apart in the UI ...
     forward_ms, train_s                 ... but for these two, which users compare runs by
     reference_max_abs_err, train_loss, val_loss, baseline_loss
+    learning_rate                       per epoch (step=epoch), when a schedule or warm-up sets it
+    stopped_epoch, best_epoch           with early stopping (task.patience > 0): the last epoch
+                                        trained and the best val_loss's epoch, counted from 0
+
+MLflow datasets of `task=file` (`mlflow.data.context` input tag): training, validation.
 
 Example:
     >>> array_name(1, "h", "bw")
@@ -33,6 +38,10 @@ SEQUENCE, H, C = "sequence", "h", "c"  # a layer's output sequence and final sta
 H_NORM, C_NORM = "h_norm", "c_norm"
 REFERENCE_ERR = "reference_max_abs_err"
 TRAIN_LOSS, VAL_LOSS, BASELINE_LOSS = "train_loss", "val_loss", "baseline_loss"
+LEARNING_RATE = "learning_rate"
+STOPPED_EPOCH, BEST_EPOCH = "stopped_epoch", "best_epoch"
+TRAINING_CONTEXT, VALIDATION_CONTEXT = "training", "validation"  # MLflow dataset contexts (task=file)
+DATASETS_FILE = "datasets.json"  # task=file: the splits' descriptions, what the store logs as datasets
 UNPREFIXED_TIMINGS = ("forward_ms", "train_s")  # names users and scripts compare runs by
 TIMING_GROUP = "timing/"
 

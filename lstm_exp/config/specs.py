@@ -78,10 +78,35 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
-class TaskSpec:
-    """`task.*` of a run that trains first (`task=none` has no TaskSpec)."""
+class ControlsSpec:
+    """The training controls of `task.*`; the defaults change nothing (see `task_schema.py`)."""
 
-    name: str  # adding | copy | flipflop | sine
+    patience: int = 0  # 0: no early stopping
+    min_delta: float = 0.0
+    restore_best_weights: bool = False
+    clipnorm: float | None = None
+    global_clipnorm: float | None = None
+    schedule: str = "constant"  # constant | cosine | step
+    warmup_epochs: int = 0
+    step_size: int = 10
+    step_factor: float = 0.5
+    weight_decay: float = 0.0
+
+    @property
+    def scheduled(self) -> bool:
+        """True when the learning rate changes from epoch to epoch."""
+        return self.schedule != "constant" or self.warmup_epochs > 0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """`task.*` of a run that trains first (`task=none` has no TaskSpec).
+
+    For `task=file` the sizes (timesteps, train_size, val_size) are the file's, known once it is read:
+    here they are 0.
+    """
+
+    name: str  # adding | copy | flipflop | sine | file
     timesteps: int
     train_size: int
     val_size: int
@@ -91,6 +116,10 @@ class TaskSpec:
     copy_length: int
     symbols: int
     pulse_prob: float
+    path: str | None = None  # file: the .npz
+    val_fraction: float = 0.2  # file without x_val
+    classes: int | None = None  # file with integer y; None: the largest label + 1
+    controls: ControlsSpec = ControlsSpec()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from lstm_exp.errors import ConfigError
 
 NO_TASK = "none"  # the forward pass only: nothing trained
+FILE_TASK = "file"  # the user's own data (`compute/file_task.py`): its sizes come from the file
 MAX_TIMESTEPS = 10_000
 MAX_SYMBOLS = 1_000
 
@@ -69,4 +70,4 @@ TASK_KINDS = {
                          draw_bytes=40, check=_check_flipflop),
     "sine": TaskKind(lambda task: 1, lambda task: 1, per_step=True, loss="mse", causal=True, draw_bytes=24),
 }
-TASK_NAMES = (NO_TASK, *TASK_KINDS)
+TASK_NAMES = (NO_TASK, *TASK_KINDS, FILE_TASK)

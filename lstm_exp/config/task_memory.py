@@ -44,20 +44,32 @@ def training_bytes(task, spec: ModelSpec) -> int:
     """
     kind = TASK_KINDS[task.name]
     steps, features = task.timesteps, kind.inputs(task)
-    sequences = task.train_size + task.val_size
     targets = steps if kind.per_step else 1
-    kept = 4 * sequences * (steps * features + targets * kind.target_width(task))
     drawing = kind.draw_bytes * max(task.train_size, task.val_size) * steps * features
-    train_rows, eval_rows = task.batch_size, min(EVAL_CHUNK, task.val_size)
+    return drawing + data_training_bytes(spec, task.train_size, task.val_size, steps, features,
+                                         targets * kind.target_width(task), kind.outputs(task),
+                                         task.batch_size)
+
+
+def data_training_bytes(spec: ModelSpec, train: int, val: int, steps: int, features: int,
+                        target_values: int, outputs: int, batch_size: int) -> int:
+    """Bytes training on data of these sizes holds at its peak, drawing aside (`task=file` has none).
+
+    Args:
+        target_values: values of one sequence's target (T * D per step, D last step, T or 1 classes).
+        outputs: the readout's size.
+    """
+    kept = 4 * (train + val) * (steps * features + target_values)
+    train_rows, eval_rows = batch_size, min(EVAL_CHUNK, val)
     train_floats, eval_floats, weights, fan_in = 0, 0, 0, features
     for k, units in enumerate(spec.units):
         train_floats += len(spec.directions) * (ACTIVATION_FLOATS * units + fan_in)
         eval_floats += len(spec.directions) * (EVAL_FLOATS * units + fan_in)
         weights += len(spec.directions) * (fan_in + spec.hidden_size(k) + 2) * 4 * units
         fan_in = spec.output_size(k)
-    weights += (fan_in + 1) * kind.outputs(task)
+    weights += (fan_in + 1) * outputs
     activations = 4 * steps * max(train_rows * train_floats, eval_rows * eval_floats)
-    return kept + drawing + activations + 4 * 4 * weights
+    return kept + activations + 4 * 4 * weights
 
 
 def check_training_memory(task, spec: ModelSpec, max_memory_gb: float) -> None:

@@ -2,8 +2,9 @@
 
 import math
 
+from lstm_exp.config.controls_validate import validate_controls, validate_file_keys
 from lstm_exp.config.specs import ModelSpec, TaskSpec
-from lstm_exp.config.task_kinds import MAX_TIMESTEPS, NO_TASK, TASK_KINDS, TASK_NAMES, whole_number
+from lstm_exp.config.task_kinds import FILE_TASK, MAX_TIMESTEPS, NO_TASK, TASK_KINDS, TASK_NAMES, whole_number
 from lstm_exp.errors import ConfigError
 
 MAX_SEQUENCES = 1_000_000
@@ -33,17 +34,21 @@ def validate_task(task, model_spec: ModelSpec) -> TaskSpec | None:
         raise ConfigError("task.name", task.name, "one of " + ", ".join(TASK_NAMES))
     if task.name == NO_TASK:
         return None
+    if task.name == FILE_TASK:  # the sizes are the file's: checked as it is read
+        whole_number("task.epochs", task.epochs, MAX_EPOCHS)
+        whole_number("task.batch_size", task.batch_size, MAX_SEQUENCES)
+        path, fraction, classes = validate_file_keys(task)
+        return TaskSpec(task.name, 0, 0, 0, task.epochs, task.batch_size, _rate(task.learning_rate), 0, 0,
+                        0.0, path, fraction, classes, validate_controls(task))
     kind = TASK_KINDS[task.name]
     steps = whole_number("task.timesteps", task.timesteps, MAX_TIMESTEPS, low=2)  # adding: a mark per half
     train = whole_number("task.train_size", task.train_size, MAX_SEQUENCES)
     val = whole_number("task.val_size", task.val_size, MAX_SEQUENCES)
     whole_number("task.epochs", task.epochs, MAX_EPOCHS)
     whole_number("task.batch_size", task.batch_size, train)
-    rate = task.learning_rate
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or not (
-        0 < rate <= 1
-    ):
-        raise ConfigError("task.learning_rate", rate, "a number in (0, 1]")
+    rate = _rate(task.learning_rate)
+    controls = validate_controls(task)
+    _, fraction, _ = validate_file_keys(task)
     kind.check(task)
     width = max(MIN_DATA_WIDTH, kind.inputs(task))
     if (train + val) * steps * width > MAX_DATA_FLOATS:
@@ -55,5 +60,13 @@ def validate_task(task, model_spec: ModelSpec) -> TaskSpec | None:
         raise ConfigError("model.bidirectional", True,
                           f"false for task={task.name}: its target at step t depends only on steps <= t, "
                           "and a backward direction would read the answer from later inputs")
-    return TaskSpec(task.name, steps, train, val, task.epochs, task.batch_size, float(rate),
-                    task.copy_length, task.symbols, float(task.pulse_prob))
+    return TaskSpec(task.name, steps, train, val, task.epochs, task.batch_size, rate,
+                    task.copy_length, task.symbols, float(task.pulse_prob), None, fraction, None, controls)
+
+
+def _rate(rate: object) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or not (
+        0 < rate <= 1
+    ):
+        raise ConfigError("task.learning_rate", rate, "a number in (0, 1]")
+    return float(rate)

@@ -41,7 +41,7 @@ def run_job(cfg: DictConfig, overrides: list[str], store: RunStore | None = None
     experiment = parse(cfg)  # every ConfigError that needs no file comes from here
     prepared = prepare(experiment)  # and those that need one (inputs, weights) from here
     if experiment.dry_run:
-        return JobOutcome(0, "DRY_RUN", _dry_run_report(experiment, prepared.expected_shapes))
+        return JobOutcome(0, "DRY_RUN", _dry_run_report(experiment, prepared))
     if not experiment.tracking.enabled:
         report = format_report(experiment, _execute_untracked(experiment, prepared))
         return JobOutcome(0, "FINISHED", report, seconds=time.perf_counter() - start)
@@ -51,9 +51,14 @@ def run_job(cfg: DictConfig, overrides: list[str], store: RunStore | None = None
     return job.run(store or _recorder_store(experiment.tracking.timeout_s), prepared, start)
 
 
-def _dry_run_report(experiment: Experiment, shapes: dict[str, tuple[int, ...]]) -> str:
-    """Every array's shape and the memory the run will take, from the config alone."""
-    estimate = estimate_run(experiment, shapes)
+def _dry_run_report(experiment: Experiment, prepared) -> str:
+    """Every array's shape and the memory the run will take, from the config (and task=file's sizes)."""
+    shapes, file_bytes = prepared.expected_shapes, None
+    if prepared.task_data is not None:
+        from lstm_exp.compute.file_task import file_training_bytes
+
+        file_bytes = file_training_bytes(prepared.task_data, experiment.model, experiment.task.batch_size)
+    estimate = estimate_run(experiment, shapes, file_bytes)
     return ("expected shapes (from the config alone):\n" + format_shapes(shapes) + "\n\n"
             + format_estimate(estimate, experiment.run.max_memory_gb, largest_arrays(shapes)))
 

@@ -34,6 +34,11 @@ def format_report(experiment: Experiment, result) -> str:
         t = result.training
         lines.append(f"trained on task {experiment.task.name}: val_loss {t.val_loss[-1]:.4g} (baseline "
                      f"{t.baseline_loss:.4g}) after {len(t.val_loss)} epochs, {t.train_s:.1f} s")
+        if t.stopped_epoch is not None:
+            restored = " (its weights restored)" if experiment.task.controls.restore_best_weights else ""
+            lines.append(f"early stopping: stopped after epoch {t.stopped_epoch + 1} of "
+                         f"{experiment.task.epochs}; best val_loss {t.val_loss[t.best_epoch]:.4g} at epoch "
+                         f"{t.best_epoch + 1}{restored}")
     if "forward_ms" in result.timings:
         lines.append(
             f"forward: {result.timings['forward_ms']:.3f} ms median over {experiment.run.repeat} passes"

@@ -57,6 +57,9 @@ def write_run_directory(out: Path, config_yaml: str, result, summary: str, pca, 
     (out / "summary.txt").write_text(summary)
     # Drawn by the recorder, which has no model spec: the projections travel as an artifact.
     np.savez(out / PCA_FILE, **{names.layer_name(k): v for k, (_, v) in pca.items()})
+    if result.training is not None and result.training.datasets:  # task=file: logged as MLflow datasets
+        datasets = [info.to_dict() for info in result.training.datasets]
+        (out / names.DATASETS_FILE).write_text(json.dumps(datasets, indent=2))
     if log_model:
         from lstm_exp.compute.export_model import save_stack_model
 
@@ -78,4 +81,5 @@ def draw_plots(folder: Path, metrics: RunMetrics) -> None:
             projections = {names.parse_layer_name(n): archive[n] for n in archive.files}
         plots.pca_trajectories(projections, folder / "plots")
     if names.VAL_LOSS in metrics.per_epoch:
-        plots.loss_curves(metrics.per_epoch, metrics.final[names.BASELINE_LOSS], folder / "plots")
+        losses = {n: metrics.per_epoch[n] for n in (names.TRAIN_LOSS, names.VAL_LOSS)}
+        plots.loss_curves(losses, metrics.final[names.BASELINE_LOSS], folder / "plots")

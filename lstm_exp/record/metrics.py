@@ -3,7 +3,7 @@
     RunMetrics.final        step 0: reference_max_abs_err, timings, analyses, baseline_loss
     RunMetrics.final_norms  layer_{k}.h_norm, layer_{k}.c_norm: the final states, on the last time step
     RunMetrics.per_step     layer_{k}.h_norm at step t (the series ends on the final value)
-    RunMetrics.per_epoch    train_loss, val_loss at step epoch
+    RunMetrics.per_epoch    train_loss, val_loss (and learning_rate, when scheduled) at step epoch
 
 `rows()` is what MLflow receives. The value pickles (a sweep's launchers) and travels to the recorder
 process as JSON (`to_json` / `from_json`).
@@ -79,5 +79,10 @@ def run_metrics(result, data, pca) -> RunMetrics:
         per_epoch = {names.TRAIN_LOSS: tuple(float(v) for v in training.train_loss),
                      names.VAL_LOSS: tuple(float(v) for v in training.val_loss)}
         final[names.BASELINE_LOSS] = training.baseline_loss
+        if training.learning_rates:
+            per_epoch[names.LEARNING_RATE] = tuple(float(v) for v in training.learning_rates)
+        if training.best_epoch is not None:  # early stopping was on: the last epoch trained, stopped or not
+            final[names.STOPPED_EPOCH] = len(training.val_loss) - 1
+            final[names.BEST_EPOCH] = training.best_epoch
     return RunMetrics({n: float(v) for n, v in final.items()}, final_norms,
                       {n: tuple(s) for n, s in per_step.items()}, per_epoch)

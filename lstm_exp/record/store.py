@@ -16,7 +16,7 @@ from pathlib import Path
 from lstm_exp.config.specs import Experiment
 from lstm_exp.config.store_checks import sqlite_path
 from lstm_exp.errors import ConfigError
-from lstm_exp.record import identity
+from lstm_exp.record import file_datasets, identity
 from lstm_exp.record.server_access import refusal
 from lstm_exp.record.store_locks import (
     LOCK_WAIT_S,
@@ -223,6 +223,7 @@ def log_run_directory(client, run_id: str, folder: Path, metrics: list, params: 
     retry_locked(lambda: client.log_artifacts(run_id, str(folder)))
     with np.load(folder / "states.npz") as archive:
         log_dataset(client, run_id, archive["input"])
+    file_datasets.log_file_datasets(client, run_id, folder)
 
 
 def running_children(client, parent_run_id: str) -> list[str]:

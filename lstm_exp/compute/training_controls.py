@@ -1,0 +1,82 @@
+"""The training controls around `training.Trainer`'s epochs: the optimizer's clipping and weight decay,
+the learning rate of each epoch, and early stopping.
+
+Learning rate of epoch e (from 0) of E, for `task.learning_rate` r, W = `task.warmup_epochs`:
+
+    e < W (warm-up)   r * (e + 1) / (W + 1)                  linear, reaching r at the first epoch after it
+    constant          r
+    cosine            r * (1 + cos(pi * (e - W) / (E - W))) / 2    Keras' CosineDecay(r, E - W), per epoch
+    step              r * step_factor ** ((e - W) // step_size)   Keras' ExponentialDecay(staircase=True)
+
+The rate is set once per epoch, before its first batch. Clipping is Keras' own (`clipnorm`: each
+gradient's norm; `global_clipnorm`: all gradients' joint norm). Weight decay is Keras 3 Adam's
+`weight_decay`: decoupled (Loshchilov & Hutter's AdamW), each variable shrunk by `lr * weight_decay`
+times itself before the Adam step, biases included (Keras excludes none by default).
+
+With every control at its default, the optimizer is the `Adam(learning_rate=r)` it always was and no
+rate is ever set: existing trainings stay the same bit for bit.
+"""
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from lstm_exp.compute.early_stopping import EarlyStopping
+from lstm_exp.config.specs import ControlsSpec
+
+
+def make_optimizer(keras, learning_rate: float, controls: ControlsSpec):
+    """Keras' Adam with the configured clipping and weight decay (only those that are set)."""
+    extra = {}
+    if controls.clipnorm is not None:
+        extra["clipnorm"] = controls.clipnorm
+    if controls.global_clipnorm is not None:
+        extra["global_clipnorm"] = controls.global_clipnorm
+    if controls.weight_decay > 0:
+        extra["weight_decay"] = controls.weight_decay
+    return keras.optimizers.Adam(learning_rate=learning_rate, **extra)
+
+
+def learning_rate(controls: ControlsSpec, base: float, epoch: int, epochs: int) -> float:
+    """The learning rate of `epoch` (see the module docstring's table)."""
+    warmup = controls.warmup_epochs
+    if epoch < warmup:
+        return base * (epoch + 1) / (warmup + 1)
+    after = epoch - warmup
+    if controls.schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * after / max(1, epochs - warmup)))
+    if controls.schedule == "step":
+        return base * controls.step_factor ** (after // controls.step_size)
+    return base
+
+
+class EpochControls:
+    """What happens between epochs: the rate set before each, early stopping after each.
+
+    Args:
+        controls: the validated controls.
+        base_rate: `task.learning_rate`.
+        epochs: `task.epochs`, the most epochs.
+    """
+
+    def __init__(self, controls: ControlsSpec, base_rate: float, epochs: int):
+        self.controls, self.base_rate, self.epochs = controls, base_rate, epochs
+        self.rates: list[float] = []  # the rate of each epoch trained, when scheduled
+        self.stopping = (EarlyStopping(controls.patience, controls.min_delta, controls.restore_best_weights)
+                         if controls.patience > 0 else None)
+
+    def before_epoch(self, epoch: int, set_rate: Callable[[float], None]) -> None:
+        if self.controls.scheduled:
+            rate = learning_rate(self.controls, self.base_rate, epoch, self.epochs)
+            set_rate(rate)
+            self.rates.append(rate)
+
+    def stop_after(self, epoch: int, val_loss: float, weights: Callable[[], list[np.ndarray]]) -> bool:
+        """True when early stopping ends training after `epoch`."""
+        return self.stopping is not None and self.stopping.update(epoch, val_loss, weights)
+
+    def finish(self, assign: Callable[[list[np.ndarray]], None]) -> None:
+        """Restores the best epoch's weights, when asked to (stopped or not, as Keras does)."""
+        if self.stopping is not None and self.stopping.best_weights is not None:
+            assign(self.stopping.best_weights)
