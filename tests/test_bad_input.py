@@ -162,6 +162,46 @@ CASES = [
     # The larger of the two sizes is named, with its value: not train_size when val_size is the culprit.
     ("task-val-size-too-big", "task=adding task.val_size=1000000 task.timesteps=10000",
      "Received: task.val_size=1000000", ""),
+    # task=file: the file's members, shapes and values; then the training controls.
+    ("task-file-missing", "task=file task.path=missing.npz", "task.path", ""),
+    ("task-file-not-given", "task=file", "task.path", ""),
+    ("task-file-no-x", "task=file task.path=task_no_x.npz", "no member 'x'", ""),
+    ("task-file-no-y", "task=file task.path=task_no_y.npz", "no member 'y'", ""),
+    ("task-file-unknown-member", "task=file task.path=task_extra.npz", "member 'X'", ""),
+    ("task-file-rows-disagree", "task=file task.path=task_rows.npz", "y has N=5 rows, x has 4", ""),
+    ("task-file-steps-disagree", "task=file task.path=task_steps.npz", "y has T=5 steps, x has 3", ""),
+    ("task-file-x-rank-2", "task=file task.path=task_rank2.npz", "x has shape (4, 3)", ""),
+    ("task-file-y-rank-4", "task=file task.path=task_y_rank4.npz", "y has shape", ""),
+    ("task-file-nan", "task=file task.path=task_nan.npz", "member 'x.npy': holds NaN", ""),
+    ("task-file-inf-y", "task=file task.path=task_inf.npz", "member 'y.npy': holds NaN, infinity", ""),
+    ("task-file-pickled-y", "task=file task.path=task_pickled.npz", "task.path", ""),
+    ("task-file-negative-class", "task=file task.path=task_negative.npz", "y holds class -1", ""),
+    ("task-file-class-past-classes", "task=file task.path=task_classes.npz task.classes=3",
+     "Received: task.classes=3", ""),
+    ("task-file-lengths-past-T", "task=file task.path=task_lengths_long.npz", "lengths holds 1..4", ""),
+    ("task-file-lengths-zero", "task=file task.path=task_lengths_zero.npz", "not 1..T=3", ""),
+    ("task-file-lengths-float", "task=file task.path=task_lengths_float.npz", "lengths has shape", ""),
+    ("task-file-x-val-alone", "task=file task.path=task_x_val.npz", "x_val and y_val come together", ""),
+    ("task-file-val-features", "task=file task.path=task_val_features.npz", "x_val has shape", ""),
+    ("task-file-val-classes", "task=file task.path=task_val_kind.npz", "y_val has shape", ""),
+    ("task-file-val-fraction-empties", "task=file task.path=task_rows_ok.npz task.val_fraction=0.01",
+     "task.val_fraction", ""),
+    ("task-file-too-big-for-memory", "task=file task.path=task_rows_ok.npz run.max_memory_gb=0.05",
+     "run.max_memory_gb=0.05", ""),
+    ("task-path-for-synthetic", "task=adding task.path=task_rows_ok.npz", "task.path", ""),
+    ("task-val-fraction-one", "task=file task.path=task_rows_ok.npz task.val_fraction=1", "task.val_fraction",
+     ""),
+    ("task-patience-negative", "task=adding task.patience=-1", "task.patience", ""),
+    ("task-min-delta-negative", "task=adding task.min_delta=-0.1", "task.min_delta", ""),
+    ("task-schedule-unknown", "task=adding task.schedule=linear", "task.schedule", ""),
+    ("task-both-clips", "task=adding task.clipnorm=1 task.global_clipnorm=1", "task.global_clipnorm", ""),
+    ("task-clipnorm-zero", "task=adding task.clipnorm=0", "task.clipnorm", ""),
+    ("task-clipnorm-inf", "task=adding task.global_clipnorm=inf", "task.global_clipnorm", ""),
+    ("task-warmup-past-epochs", "task=adding task.epochs=3 task.warmup_epochs=4", "task.warmup_epochs", ""),
+    ("task-step-size-zero", "task=adding task.schedule=step task.step_size=0", "task.step_size", ""),
+    ("task-step-factor-zero", "task=adding task.schedule=step task.step_factor=0", "task.step_factor", ""),
+    ("task-weight-decay-nan", "task=adding task.weight_decay=nan", "task.weight_decay", ""),
+    ("task-classes-one", "task=file task.path=task_rows_ok.npz task.classes=1", "task.classes", ""),
     # Hydra's output folders below a plain file, and sweeps the grid cannot run.
     ("run-dir-under-a-file", "hydra.run.dir=data.txt/out", "hydra.run.dir", "cli"),
     ("run-dir-a-file", "hydra.run.dir=data.txt", "hydra.run.dir", ""),
@@ -304,6 +344,35 @@ def _hostile_files() -> dict:
                                      "layer_0/c.npy": npy_bytes(state["layer_0/c"])}),
         "bool_state.npz": _members({n: a.astype(bool) for n, a in state.items()}),
         "nan_state.npz": _members({n: a + np.nan for n, a in state.items()}),
+        **_task_files(),
+    }
+
+
+def _task_files() -> dict:
+    """task=file's bad files: x (4, 3, 2) and what goes wrong beside it."""
+    x, y = np.ones((4, 3, 2)), np.zeros(4)
+    classes = np.array([0, 1, 2, 5])
+    return {
+        "task_no_x.npz": _members({"y": y}),
+        "task_no_y.npz": _members({"x": x}),
+        "task_extra.npz": _members({"x": x, "y": y, "X": x}),
+        "task_rows.npz": _members({"x": x, "y": np.zeros(5)}),
+        "task_steps.npz": _members({"x": x, "y": np.zeros((4, 5, 1))}),
+        "task_rank2.npz": _members({"x": np.ones((4, 3)), "y": y}),
+        "task_y_rank4.npz": _members({"x": x, "y": np.zeros((4, 3, 1, 1))}),
+        "task_nan.npz": _members({"x": np.where(x > 0, np.nan, x), "y": y}),
+        "task_inf.npz": _members({"x": x, "y": np.full(4, np.inf)}),
+        "task_pickled.npz": _members({"x": x, "y": np.array([None] * 4)}, True),
+        "task_negative.npz": _members({"x": x, "y": np.array([0, 1, -1, 1])}),
+        "task_classes.npz": _members({"x": x, "y": classes}),
+        "task_lengths_long.npz": _members({"x": x, "y": y, "lengths": np.array([1, 2, 3, 4])}),
+        "task_lengths_zero.npz": _members({"x": x, "y": y, "lengths": np.array([0, 2, 3, 3])}),
+        "task_lengths_float.npz": _members({"x": x, "y": y, "lengths": np.array([1.0, 2, 3, 3])}),
+        "task_x_val.npz": _members({"x": x, "y": y, "x_val": x}),
+        "task_val_features.npz": _members({"x": x, "y": y, "x_val": np.ones((2, 3, 5)),
+                                           "y_val": np.zeros(2)}),
+        "task_val_kind.npz": _members({"x": x, "y": classes, "x_val": x, "y_val": y}),
+        "task_rows_ok.npz": _members({"x": x, "y": y}),
     }
 
 
