@@ -32,6 +32,9 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     if group == "input" and option == "file":
         np.save(tmp_path / "x.npy", np.ones((2, 3, 6), np.float32))
         overrides.append(f"input.path={tmp_path / 'x.npy'}")
+    if group == "task" and option == "file":
+        np.savez(tmp_path / "d.npz", x=np.ones((10, 3, 2), np.float32), y=np.zeros(10, np.float32))
+        overrides.append(f"task.path={tmp_path / 'd.npz'}")
     if group == "experiment":
         overrides = [f"+{group}={option}"]
     cfg = compose(*overrides)

@@ -2,9 +2,15 @@
 computations, padding that cannot leak into the loss, a real training on a generated file, and the
 splits recorded as MLflow datasets (read back with the MLflow client)."""
 
+import functools
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import run_cli
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis_budget import budget
 from mlflow.tracking import MlflowClient
 
 import lstm_exp
@@ -13,6 +19,7 @@ from lstm_exp.compute.runner import execute, prepare
 from lstm_exp.compute.tasks import HELD_OUT
 from lstm_exp.compute.training import Trainer
 from lstm_exp.config.experiment import parse
+from lstm_exp.errors import ConfigError
 
 BASELINE_TOLERANCE = 1e-12  # float64 both ways, summed in another order
 
@@ -138,3 +145,55 @@ def test_recorded_run_logs_its_datasets_and_controls(tmp_path):
     assert run.data.metrics["stopped_epoch"] == 1 and run.data.metrics["best_epoch"] == 0
     rates = [m.value for m in client.get_metric_history(run.info.run_id, "learning_rate")]
     assert rates == pytest.approx([0.005, 0.01])  # warm-up half way, then the base rate
+
+
+_DTYPES = st.sampled_from([np.float32, np.float64, np.int64, np.int32, np.uint8, np.float16])
+# Mostly shapes that agree (N=6, T=3, F=2), so that the checks after the first are reached too.
+_SHAPES = {"x": [(6, 3, 2), (4, 3, 2), (6, 3), (6, 0, 2)],
+           "y": [(6,), (6, 2), (6, 3), (6, 3, 1), (5,), (6, 4, 1)],
+           "x_val": [(2, 3, 2), (2, 3, 1), (0, 3, 2)], "y_val": [(2,), (2, 2), (2, 3), (2, 3, 1), (3,)],
+           "lengths": [(6,), (5,), (6, 1)], "lengths_val": [(2,), (3,)], "z": [(1,)]}
+
+
+@st.composite
+def _members(draw):
+    """Members named as task=file reads them (and one it does not), of small shapes and any type."""
+    names = draw(st.sets(st.sampled_from(sorted(_SHAPES)), min_size=1))
+    arrays = {}
+    for name in names:
+        shape = draw(st.sampled_from(_SHAPES[name]))
+        dtype = draw(_DTYPES)
+        size = int(np.prod(shape))
+        values = draw(st.sampled_from(["ones", "range", "negative", "nan"] if dtype in (
+            np.float32, np.float64, np.float16) else ["ones", "range", "negative"]))
+        array = {"ones": np.ones(size), "range": np.arange(size) % 5, "negative": -np.ones(size),
+                 "nan": np.full(size, np.nan)}[values]
+        arrays[name] = array.reshape(shape).astype(dtype)
+    return arrays
+
+
+@budget(150)
+@given(arrays=_members(), fraction=st.sampled_from([0.2, 0.5, 0.9]))
+def test_any_file_is_loaded_consistently_or_refused_naming_a_key(tmp_path_factory, arrays, fraction):
+    path = tmp_path_factory.mktemp("fuzz") / "d.npz"
+    np.savez(path, **arrays)
+    experiment = _fuzz_experiment()
+    task = replace(experiment.task, path=str(path), val_fraction=fraction)
+    try:
+        data = load_file_task(task, experiment.model, 0, experiment.run)
+    except ConfigError as error:
+        assert error.key in ("task.path", "task.val_fraction", "task.classes")
+        return
+    rows, steps, features = arrays["x"].shape
+    assert data.x_train.shape[1:] == data.x_val.shape[1:] == (steps, features)
+    assert len(data.x_train) == len(data.y_train) and len(data.x_val) == len(data.y_val)
+    assert np.isfinite(data.baseline_loss) and data.baseline_loss >= 0
+    if data.loss == "crossentropy":
+        assert 0 <= data.y_train.min() and max(data.y_train.max(), data.y_val.max()) < data.outputs
+    for lengths in (data.lengths_train, data.lengths_val):
+        assert lengths is None or (1 <= lengths.min() and lengths.max() <= steps)
+
+
+@functools.cache
+def _fuzz_experiment():
+    return _experiment("unused.npz")
