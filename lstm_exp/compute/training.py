@@ -23,7 +23,7 @@ import numpy as np
 
 from lstm_exp.compute import tasks
 from lstm_exp.compute.tf_runtime import load_tensorflow
-from lstm_exp.compute.training_controls import EpochControls, make_optimizer
+from lstm_exp.compute.training_controls import EpochControls, controls_of, make_optimizer
 from lstm_exp.config import names
 from lstm_exp.config.specs import ModelSpec
 
@@ -92,7 +92,7 @@ class Trainer:
         self.readout.bias.assign(start["readout/bias"])
         self.variables = [v for layer in self.stack.layers.values() for v in layer.trainable_weights]
         self.variables += self.readout.trainable_weights
-        self.optimizer = make_optimizer(keras, task.learning_rate, task.controls)
+        self.optimizer = make_optimizer(keras, task.learning_rate, controls_of(task))
         self.optimizer.build(self.variables)
         self._train_step = tf.function(self._train_step_eager)
         self._eval = tf.function(self._loss)
@@ -195,7 +195,7 @@ def train(
     """
     started = time.perf_counter()
     trainer = Trainer(task, spec, weights, seed, data)
-    controls = EpochControls(task.controls, task.learning_rate, task.epochs)
+    controls = EpochControls(controls_of(task), task.learning_rate, task.epochs)
     train_loss, val_loss, epoch_s = [], [], []
     for epoch in range(task.epochs):
         controls.before_epoch(epoch, trainer.set_learning_rate)

@@ -23,7 +23,14 @@ from collections.abc import Callable
 import numpy as np
 
 from lstm_exp.compute.early_stopping import EarlyStopping
-from lstm_exp.config.specs import ControlsSpec
+from lstm_exp.config.controls_validate import validate_controls
+from lstm_exp.config.specs import ControlsSpec, TaskSpec
+
+
+def controls_of(task) -> ControlsSpec:
+    """The controls of a parsed `TaskSpec`, or of a `task` section given as it was composed (the
+    notebook API and the benchmarks train from `TaskConfig`s): checked here, as `parse` would."""
+    return task.controls if isinstance(task, TaskSpec) else validate_controls(task)
 
 
 def make_optimizer(keras, learning_rate: float, controls: ControlsSpec):
