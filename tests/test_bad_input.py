@@ -202,6 +202,7 @@ CASES = [
     ("task-step-factor-zero", "task=adding task.schedule=step task.step_factor=0", "task.step_factor", ""),
     ("task-weight-decay-nan", "task=adding task.weight_decay=nan", "task.weight_decay", ""),
     ("task-classes-one", "task=file task.path=task_rows_ok.npz task.classes=1", "task.classes", ""),
+    ("task-classes-for-synthetic", "task=copy task.classes=4", "task.classes", ""),
     # Hydra's output folders below a plain file, and sweeps the grid cannot run.
     ("run-dir-under-a-file", "hydra.run.dir=data.txt/out", "hydra.run.dir", "cli"),
     ("run-dir-a-file", "hydra.run.dir=data.txt", "hydra.run.dir", ""),

@@ -61,8 +61,8 @@ def validate_controls(task) -> ControlsSpec:
 def validate_file_keys(task) -> tuple[str | None, float, int | None]:
     """`task.path`, `task.val_fraction` and `task.classes`: (path, val_fraction, classes).
 
-    `task.path` must name a file for `task=file` and be null for the synthetic tasks (it would be
-    silently unused there).
+    `task.path` must name a file for `task=file`; it and `task.classes` must be null for the synthetic
+    tasks (they would be silently unused there).
     """
     path = task.path
     if task.name == "file":
@@ -72,6 +72,8 @@ def validate_file_keys(task) -> tuple[str | None, float, int | None]:
         raise ConfigError("task.path", path, f"null for task={task.name} (only task=file reads a file)")
     fraction = _number("task.val_fraction", task.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
     classes = task.classes
+    if classes is not None and task.name != "file":
+        raise ConfigError("task.classes", classes, f"null for task={task.name} (task=file alone reads it)")
     if classes is not None:
         classes = whole_number("task.classes", classes, MAX_CLASSES, low=2)
     return path, fraction, classes
