@@ -3,7 +3,10 @@ computations, padding that cannot leak into the loss, a real training on a gener
 splits recorded as MLflow datasets (read back with the MLflow client)."""
 
 import functools
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +200,17 @@ def test_any_file_is_loaded_consistently_or_refused_naming_a_key(tmp_path_factor
 @functools.cache
 def _fuzz_experiment():
     return _experiment("unused.npz")
+
+
+@pytest.mark.parametrize("kind", ["sine", "symbols"])
+def test_the_example_script_writes_files_task_file_reads(tmp_path, kind):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_example_npz.py"
+    args = [str(tmp_path / "e.npz"), "--kind", kind, "--rows", "40", "--steps", "12"]
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = _load(tmp_path / "e.npz")
+    if kind == "sine":
+        assert (data.loss, data.per_step, data.x_train.shape) == ("mse", True, (32, 12, 1))
+    else:  # a separate validation split, with lengths; the class seen most often among 4
+        assert (data.loss, data.per_step, data.outputs, len(data.x_val)) == ("crossentropy", False, 4, 10)
+        assert data.lengths_val is not None and data.lengths_train.min() >= 6
