@@ -135,7 +135,8 @@ class RunRecord:
         try:
             self.end(status, reason, orphans_reason)
             return
-        except ServerRefusal:
+        except ServerRefusal as refused:  # the same server would refuse this process too
+            log.warning("run %s left RUNNING: the server refused to end it (%s)", self.run_id, refused.code)
             return
         except Exception as error:  # noqa: BLE001 - the first error is the one reported
             first = error

@@ -95,9 +95,9 @@ def write_access_lost(refused: ServerRefusal, uri: str, experiment: str,
     """
     user = server_user()
     if refused.code == "UNAUTHENTICATED":
-        what = (f"a server that still accepts user {user!r}'s credentials: it refused them after the run "
-                f"started (401 not authenticated: a changed or expired password?); set the current ones "
-                f"in {CREDENTIALS['http']}")
+        what = (f"a server that still accepts the credentials of user {user!r}: it refused them after the "
+                f"run started (401 not authenticated: a changed or expired password?); set the current "
+                f"ones in {CREDENTIALS['http']}")
     else:
         what = (f"an experiment that user {user!r} can still record to: the server refused it after the run "
                 f"started (403 permission denied: EDIT was revoked); ask a user with MANAGE on it, or the "
