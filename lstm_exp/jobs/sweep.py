@@ -57,7 +57,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
             outcomes += [_outcome(result) for result in results]
             returns.append(results)
             first += len(batch)
-            if any(o.refused for o in outcomes):  # the server refuses this user now: so would it the rest
+            if any(o.refused for o in outcomes):  # the server refuses this user: it would refuse the rest
                 break
         status = _exit_status(outcomes)
         rows = _rows(returns, outcomes)
@@ -66,8 +66,8 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
         print(counts)
         if parent:
             status = max(status, conclude_sweep(parent, config, group_keys, rows, counts))
-            status = max(status, _close_parent(parent, rows, outcomes, counts,
-                                                   parse_tracking(config.tracking).experiment))
+            experiment = parse_tracking(config.tracking).experiment
+            status = max(status, _close_parent(parent, rows, outcomes, counts, experiment))
 
     hand_over(status)
     return returns
