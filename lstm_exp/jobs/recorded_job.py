@@ -18,6 +18,7 @@ from lstm_exp.jobs.text import epoch_printer, format_report, job_overrides
 from lstm_exp.record import store as mlflow_store
 from lstm_exp.record.identity import config_hash
 from lstm_exp.record.run_store import RunStore
+from lstm_exp.record.server_access import ServerRefusal, write_access_lost
 
 
 class RecordedJob:
@@ -49,6 +50,10 @@ class RecordedJob:
         try:
             with record:
                 result, report, summary = self._compute_and_record(record, prepared)
+        except ServerRefusal as refused:  # EDIT revoked mid-run: the run may be left RUNNING (record.status)
+            left = [record.run_id] if record.status is None else []
+            lost = write_access_lost(refused, self.uri, self.experiment.tracking.experiment, left)
+            raise RecordedFailure(record.run_id, left_running=bool(left)) from lost
         except Exception as error:
             raise RecordedFailure(record.run_id) from error
         return JobOutcome(0, "FINISHED", report + self._links(record), record.run_id, record.experiment_id,
@@ -73,8 +78,8 @@ class RecordedJob:
             mlflow_store.check_reachable(self.uri, tracking.timeout_s)
             return RunRecord.open(store, request, meanwhile=load_quietly)
         except ConfigError as error:
-            if self.parent_run_id is None:
-                raise
+            if self.parent_run_id is None or isinstance(error, ServerRefusal):
+                raise  # a refusal names the user and what to do: a job of a sweep says the same
             # The sweep's start reached this store: losing it since is this job's failure, not bad input.
             raise ConnectionError(f"lost the tracking store since the sweep started: {error}") from None
 

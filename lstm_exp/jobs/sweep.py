@@ -57,13 +57,17 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
             outcomes += [_outcome(result) for result in results]
             returns.append(results)
             first += len(batch)
+            if any(o.refused for o in outcomes):  # the server refuses this user: it would refuse the rest
+                break
         status = _exit_status(outcomes)
         rows = _rows(returns, outcomes)
+        counts = sweep_counts(outcomes) + _not_launched(total - first)
         print(format_sweep_table(rows))
-        print(sweep_counts(outcomes))
+        print(counts)
         if parent:
-            status = max(status, conclude_sweep(parent, config, group_keys, rows, sweep_counts(outcomes)))
-            status = max(status, _close_parent(parent, rows, outcomes))
+            status = max(status, conclude_sweep(parent, config, group_keys, rows, counts))
+            experiment = parse_tracking(config.tracking).experiment
+            status = max(status, _close_parent(parent, rows, outcomes, counts, experiment))
 
     hand_over(status)
     return returns
@@ -92,15 +96,31 @@ def _launch(launcher, batch, first: int) -> list:
     return launcher.launch(batch, initial_job_idx=first)
 
 
-def _close_parent(parent, rows: list[dict], outcomes: list[JobOutcome]) -> int:
-    """Logs the summary on the parent and ends it; 1 when the store can no longer take them."""
+def _not_launched(count: int) -> str:
+    return f"; {count} not launched: the server refused the user" if count else ""
+
+
+def _close_parent(parent, rows: list[dict], outcomes: list[JobOutcome], counts: str, experiment: str) -> int:
+    """Logs the summary on the parent and ends it; 1 when the store can no longer take them, 2 when
+    the server no longer lets the user write (the runs left RUNNING named, with who can end them)."""
     from lstm_exp.record import store
+    from lstm_exp.record.server_access import ServerRefusal, write_access_lost
 
     failed = sum(o.exit_status != 0 for o in outcomes)
     reason = f"{failed} of {len(outcomes)} jobs failed" if failed else None
     try:
-        parent.log_summary(rows, {"lstm_exp.jobs": sweep_counts(outcomes)})
+        try:
+            parent.log_summary(rows, {"lstm_exp.jobs": counts})
+        except ServerRefusal:  # the summary is refused: the parent (and its jobs' runs) may still end
+            parent.end("FAILED", reason or "the server refused the sweep's summary", ORPHAN_REASON)
+            raise
         parent.end("FAILED" if failed else "FINISHED", reason, orphans_reason=ORPHAN_REASON)
+    except ServerRefusal as refused:
+        # Ending the parent ends its jobs' runs still RUNNING; if it was refused, all stay RUNNING.
+        left = [] if parent.status else [parent.run_id, *(o.run_id for o in outcomes if o.left_running)]
+        parent.abandon_store()
+        print(f"error: {write_access_lost(refused, parent.uri, experiment, left)}", file=sys.stderr)
+        return 2
     except Exception as error:  # noqa: BLE001 - the store went away: say so in one line, exit 1
         parent.abandon_store()  # nothing more can reach that store from here
         print(f"error: could not record the sweep's summary in its parent run {parent.run_id} "

@@ -17,6 +17,7 @@ from lstm_exp.errors import ConfigError
 from lstm_exp.jobs.group_text import description, format_conclusions
 from lstm_exp.jobs.text import job_overrides
 from lstm_exp.record.groups import CURVE, Conclusions, conclude, read_runs
+from lstm_exp.record.server_access import is_refusal
 
 log = logging.getLogger(__name__)
 NAMES = ("sweep.group_by", "sweep.metric")
@@ -85,6 +86,8 @@ def conclude_sweep(parent, config, keys: list[str], rows: list[dict], counts: st
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - the store went away: the parent's closing reports it
+        if is_refusal(error):  # the user lost access: the closing names the user and the runs left
+            return 2
         reason = " ".join(str(error).split())[:300]
         log.warning("the sweep's groups were not recorded on its parent run: %s", reason)
         return 1

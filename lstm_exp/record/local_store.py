@@ -30,6 +30,12 @@ class LocalStore(RunStore):
         with (tracking.timeout_s's default for a store this object did not open)."""
         return http_bounds(self._timeouts.get(uri, TrackingConfig.timeout_s))
 
+    @staticmethod
+    def _refusals(uri: str, run_id: str):
+        """A server's 401 or 403 to a request about an open run, as a `ServerRefusal` (EDIT revoked,
+        a changed password): the job reports it with the runs it leaves RUNNING."""
+        return server_refusals(("tracking.uri", uri), ("run", run_id), "EDIT")
+
     def client(self, uri: str):
         """The client of a store this object opened before (or opens now, for ending a run)."""
         if uri not in self._clients:
@@ -81,10 +87,11 @@ class LocalStore(RunStore):
         Raises:
             RunEnded: another process ended the run first (a stopped sweep); what was not logged yet
                 stays unlogged, and the run keeps the status it was given.
+            ServerRefusal: the server refused the user (EDIT revoked, a changed password).
         """
         from lstm_exp.record import artifacts, model_log
 
-        with self._bounded(uri):
+        with self._bounded(uri), self._refusals(uri, run_id):
             client = self.client(uri)
             check_running(client, run_id)  # before each step: nothing is added to a run that has ended
             artifacts.draw_plots(Path(folder), metrics)
@@ -108,7 +115,7 @@ class LocalStore(RunStore):
         Returns:
             The run's status afterwards: `status`, or the one it had already ended with.
         """
-        with self._bounded(uri):
+        with self._bounded(uri), self._refusals(uri, run_id):
             client = self.client(uri)
             if orphans_reason:
                 child_status = "KILLED" if status == "KILLED" else "FAILED"
@@ -120,5 +127,5 @@ class LocalStore(RunStore):
         """A sweep parent's table of jobs (`sweep_summary.json`, an MLflow table) and its tags."""
         from lstm_exp.record import summary
 
-        with self._bounded(uri):
+        with self._bounded(uri), self._refusals(uri, run_id):
             summary.log_summary(self.client(uri), run_id, rows, tags)

@@ -18,6 +18,7 @@ import time
 
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.run_store import RunStore
+from lstm_exp.record.server_access import ServerRefusal
 
 OPEN_GRACE_S = 120  # an open's bound beyond tracking.timeout_s (MLflow's import, a first migration)
 
@@ -54,7 +55,8 @@ class Recorder:
         """The reply to request `request_id`; replies to earlier requests are dropped.
 
         Raises:
-            ConfigError: the store refused the request as bad input (e.g. a deleted experiment).
+            ConfigError: the store refused the request as bad input (e.g. a deleted experiment);
+                `ServerRefusal`, a server's 401 or 403.
             RecorderError: the recorder failed the request, ended, or gave no reply within `timeout_s`.
         """
         deadline = time.monotonic() + timeout_s
@@ -63,6 +65,8 @@ class Recorder:
             reply = json.loads(line)
             if reply.get("id") != request_id:
                 continue  # the answer to a request whose wait was interrupted
+            if "refused" in reply:  # a server's 401 or 403: the run's later requests are refused too
+                raise ServerRefusal(*reply["refused"])
             if "config_error" in reply:
                 raise ConfigError(*reply["config_error"])
             if "error" in reply:
@@ -150,6 +154,8 @@ def _serve() -> None:
         try:
             result = getattr(store, method)(**args)
             reply = {"id": message["id"], "result": result}
+        except ServerRefusal as error:
+            reply = {"id": message["id"], "refused": [error.key, error.received, error.allowed, error.code]}
         except ConfigError as error:
             reply = {"id": message["id"], "config_error": [error.key, error.received, error.allowed]}
         except Exception as error:  # noqa: BLE001 - answered, so that the job can end its run

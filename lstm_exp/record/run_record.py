@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from lstm_exp.record.metrics import RunMetrics
 from lstm_exp.record.run_store import RunStore
+from lstm_exp.record.server_access import ServerRefusal
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,16 @@ class RunRecord:
         self.status = "LOST"
 
     def _end_anyway(self, status: str, reason: str, orphans_reason: str | None = None) -> None:
-        """Ends the run; if its store cannot, from this process; the error that ended it stands."""
+        """Ends the run; if its store cannot, from this process; the error that ended it stands.
+
+        A server that refuses the user (401, 403) would refuse this process too: the run stays RUNNING
+        (`status` None) and the caller names it, with who can end it (`server_access.write_access_lost`).
+        """
         try:
             self.end(status, reason, orphans_reason)
+            return
+        except ServerRefusal as refused:  # the same server would refuse this process too
+            log.warning("run %s left RUNNING: the server refused to end it (%s)", self.run_id, refused.code)
             return
         except Exception as error:  # noqa: BLE001 - the first error is the one reported
             first = error

@@ -103,7 +103,9 @@ def search(client, experiment: str, filter_text: str) -> list:
     """Runs of `experiment` matching the filter, newest first; sweep parents left out."""
     from mlflow.exceptions import MlflowException
 
-    found = client.get_experiment_by_name(experiment)
+    # A user without READ on it: the one line names the experiment (and the user).
+    with server_refusals(("--tracking-uri", client.tracking_uri), ("--experiment", experiment), "READ"):
+        found = client.get_experiment_by_name(experiment)
     if found is None:
         names = ", ".join(e.name for e in client.search_experiments()) or "none"
         raise ConfigError("--experiment", experiment, f"an experiment of the store ({names})")
