@@ -1,7 +1,9 @@
 """Training the configured stack on a synthetic task (`task=adding|copy|flipflop|sine`).
 
-The stack is the forward path's own `KerasStack` (every cell and option it supports), topped by a
-Dense readout: per step for copy, flipflop and sine, on the last layer's final state for adding.
+The stack is the forward path's own `KerasStack` (every cell and option it supports; its variables
+are what trains), computed by the engine `training_engine.py` resolves (stock Keras, or the native op
+with its backward through time), topped by a Dense readout: per step for copy, flipflop and sine,
+on the last layer's final state for adding.
 Adam, a fixed batch order from a seeded NumPy permutation per epoch, NumPy-drawn readout weights
 and TensorFlow's op determinism make the trained weights a function of (config, seed): bit for bit
 on one machine.
@@ -19,6 +21,7 @@ import numpy as np
 
 from lstm_exp.compute import tasks
 from lstm_exp.compute.tf_runtime import load_tensorflow
+from lstm_exp.compute.training_engine import training_engine
 from lstm_exp.config import names
 from lstm_exp.config.specs import ModelSpec
 
@@ -41,6 +44,8 @@ class TrainResult:
     held_out_y: np.ndarray
     loss: str  # mse | crossentropy
     epoch_s: list[float] = field(default_factory=list)
+    engine: str = "keras"  # what computed the training steps: keras | native (avx512) | ...
+    engine_why: str = ""  # why it did (`training_engine.py`)
 
 
 def readout_weights(fan_in: int, size: int, seed: int) -> dict[str, np.ndarray]:
@@ -83,11 +88,26 @@ class Trainer:
         self.variables += self.readout.trainable_weights
         self.optimizer = keras.optimizers.Adam(learning_rate=task.learning_rate)
         self.optimizer.build(self.variables)
+        batch = (task.batch_size, *self.data.x_train.shape[1:])
+        engine = training_engine(spec, self.stack, batch, self._gradient_step_on)
+        self.engine, self.engine_why, self._compute = engine.label, engine.why, engine.compute
         self._train_step = tf.function(self._train_step_eager)
         self._eval = tf.function(self._loss)
 
-    def _loss(self, x, y):
-        prediction = self.readout(self.stack(x)[self._read])  # (B, O) or (B, T, O)
+    def _gradient_step_on(self, compute):
+        """A call that runs `compute`'s forward and backward on the first batch, changing nothing."""
+        x, y = (v[: self.task.batch_size] for v in (self.data.x_train, self.data.y_train))
+
+        def gradients(x, y):
+            with self.tf.GradientTape() as tape:
+                loss = self._loss(x, y, compute)
+            return tape.gradient(loss, self.variables)
+
+        step = self.tf.function(gradients)
+        return lambda: [g.numpy() for g in step(x, y)]
+
+    def _loss(self, x, y, compute=None):
+        prediction = self.readout((compute or self._compute)(x)[self._read])  # (B, O) or (B, T, O)
         if self.data.loss == "crossentropy":
             per_step = self.tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=prediction)
             return self.tf.reduce_mean(per_step)
@@ -166,4 +186,4 @@ def train(
     held_x, held_y = tasks.held_out(task, seed)
     return TrainResult(train_loss, val_loss, trainer.data.baseline_loss, time.perf_counter() - started,
                        trainer.weights(), trainer.readout_weights(), held_x, held_y, trainer.data.loss,
-                       epoch_s)
+                       epoch_s, trainer.engine, trainer.engine_why)
