@@ -103,29 +103,37 @@ def bench_size(b, t, f, units, rounds, threads):
     runs = {"keras": tf_contender("keras", weights, units, x, y),
             "native": tf_contender("native", weights, units, x, y),
             "torch": torch_contender(weights, units, x, y, threads)}
+    if threads > 1:  # nn.LSTM's threads meet at every step: on shared cores one thread shows it without that
+        runs["torch_1thread"] = torch_contender(weights, units, x, y, 1)
     for run in runs.values():  # tracing, first-call costs
         run()
     names, samples = list(runs), {name: [] for name in runs}
+    cpu = {name: [] for name in runs}
     for r in range(rounds):
-        for name in names[r % 3:] + names[: r % 3]:
+        for name in names[r % len(names):] + names[: r % len(names)]:
             runs[name]()  # untimed: whatever the previous contender left spinning settles
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             runs[name]()
             samples[name].append((time.perf_counter() - start) * 1e3)
+            cpu[name].append((time.process_time() - start_cpu) * 1e3)  # every thread of the process
     medians = {name: statistics.median(s) for name, s in samples.items()}
     return {"shape": [b, t, f], "units": units, "rounds": rounds, "median_ms": medians,
+            "cpu_ms": {name: statistics.median(s) for name, s in cpu.items()},
             "vs_torch": {n: m / medians["torch"] for n, m in medians.items()}, "samples_ms": samples}
 
 
 def table(results: dict) -> str:
-    lines = ["| size | stock Keras ms | native ms | PyTorch ms | Keras / torch | native / torch "
-             "| native / Keras |", "|---|---|---|---|---|---|---|"]
+    """Per size and contender: median wall ms, median CPU ms (all threads), and both over PyTorch's."""
+    lines = ["| size | contender | wall ms | CPU ms | wall / torch | wall / torch 1 thread "
+             "| CPU / torch 1 thread |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        m, v = r["median_ms"], r["vs_torch"]
+        m, c = r["median_ms"], r["cpu_ms"]
         b, t, f = r["shape"]
-        lines.append(f"| {name} B{b} T{t} F{f} {r['units']} | {m['keras']:.0f} | {m['native']:.0f} | "
-                     f"{m['torch']:.0f} | {v['keras']:.2f} | {v['native']:.2f} | "
-                     f"{m['native'] / m['keras']:.2f} |")
+        one = "torch_1thread" if "torch_1thread" in m else "torch"
+        for contender in m:
+            lines.append(f"| {name} B{b} T{t} F{f} {r['units']} | {contender} | {m[contender]:.0f} | "
+                         f"{c[contender]:.0f} | {m[contender] / m['torch']:.2f} | "
+                         f"{m[contender] / m[one]:.2f} | {c[contender] / c[one]:.2f} |")
     return "\n".join(lines)
 
 
@@ -152,7 +160,7 @@ def main() -> None:
         with quiet_native_stderr():
             results[name] = bench_size(b, t, f, units, rounds if name != "large" else max(3, rounds // 2),
                                        threads)
-        print(table({name: results[name]}).splitlines()[-1], flush=True)
+        print("\n".join(table({name: results[name]}).splitlines()[2:]), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(table(results))
     if args.json:

@@ -54,7 +54,8 @@ def pack_recurrent_transposed(recurrent, units: int, width: int):
     return tf.transpose(tf.reshape(rows, [out // block, block, 4 * padded]), [0, 2, 1])
 
 
-def lstm_layer(op, width: int, x, kernel, recurrent, bias, h0, c0, lengths, max_threads: int = 0):
+def lstm_layer(op, width: int, x, kernel, recurrent, bias, h0, c0, lengths, max_threads: int = 0,
+               input_gradient: bool = True):
     """One LSTM layer by the native op, differentiable in x, the weights and the initial states.
 
     Args:
@@ -63,6 +64,8 @@ def lstm_layer(op, width: int, x, kernel, recurrent, bias, h0, c0, lengths, max_
         x: (B, T, F) float32; kernel (F, 4H), recurrent (H, 4H), bias (4H,): keras layout, gate
             order i, f, g, o; h0, c0: (B, H); lengths: (B,) int32 (TF1 semantics past a length).
         max_threads: threads per op (0: TensorFlow's intra-op pool size, capped by the batch).
+        input_gradient: compute dx; without, x's gradient is zeros (for data, which nothing trains:
+            saves the product dz W^T).
 
     Returns:
         (sequence (B, T, H), final h (B, H), final c (B, H)).
@@ -87,7 +90,8 @@ def lstm_layer(op, width: int, x, kernel, recurrent, bias, h0, c0, lengths, max_
             batch, steps = tf.shape(x)[0], tf.shape(x)[1]
             flat = tf.reshape(d_z, [-1, 4 * units])  # (B*T, 4H): every step in one product
             h_prev = tf.concat([h0[:, None], seq[:, :-1]], axis=1)
-            d_x = tf.reshape(tf.matmul(flat, kernel, transpose_b=True), [batch, steps, -1])
+            d_x = (tf.reshape(tf.matmul(flat, kernel, transpose_b=True), [batch, steps, -1])
+                   if input_gradient else tf.zeros_like(x))
             d_kernel = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), flat, transpose_a=True)
             d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), flat, transpose_a=True)
             return d_x, d_kernel, d_recurrent, tf.reduce_sum(flat, axis=0), d_h0, d_c0
@@ -133,7 +137,8 @@ class NativeTrainableStack:
                       else tf.cast(state[names.array_name(k, p)], tf.float32) for p in (names.H, names.C))
             seq, h, c = lstm_layer(self._op, self._width, seq, tf.convert_to_tensor(cell.kernel),
                                    tf.convert_to_tensor(cell.recurrent_kernel),
-                                   tf.convert_to_tensor(cell.bias), h0, c0, lengths, self.max_threads)
+                                   tf.convert_to_tensor(cell.bias), h0, c0, lengths, self.max_threads,
+                                   input_gradient=k > 0)  # layer 0's input is the data
             result.update({names.array_name(k, names.SEQUENCE): seq, names.array_name(k, names.H): h,
                            names.array_name(k, names.C): c})
         result[names.OUTPUT] = seq
