@@ -179,3 +179,14 @@ def test_training_falls_back_to_stock_keras_with_one_line_naming_why(monkeypatch
     assert result.engine == "keras" and "LSTM_EXP_NATIVE_DISABLE" in result.engine_why
     lines = [r.getMessage() for r in caplog.records if "native LSTM training" in r.getMessage()]
     assert len(lines) == 1 and "disabled by LSTM_EXP_NATIVE_DISABLE=1" in lines[0]
+
+
+@pytest.mark.slow
+def test_auto_keeps_its_measured_choice_so_runs_repeat_bit_for_bit(native):
+    task, spec = _tiny_task(1), ModelSpec("lstm", (6,))  # implementation=auto
+    start = initial_weights(spec, tasks.features(task), 0)
+    first, second = train(task, spec, start, 0), train(task, spec, start, 0)
+    assert first.engine in ("keras", f"native ({native.build.isa})") and first.engine_why.startswith("auto, ")
+    assert second.engine == first.engine and "kept choice" in second.engine_why
+    for name in first.weights:
+        assert first.weights[name].tobytes() == second.weights[name].tobytes(), name
