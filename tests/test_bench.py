@@ -36,3 +36,17 @@ def test_bench_smoke_writes_its_json(tmp_path):
     assert _number(results["train"]["ratio"])
     for line in ("cold start:", "sweep of 3:", "native time / torch time:", "training epoch"):
         assert line in proc.stdout
+
+
+@pytest.mark.slow
+def test_training_step_bench_smoke_names_the_cpu_and_every_contender(tmp_path):
+    out = tmp_path / "bench_train_step.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_train_step.py"), "--smoke",
+                           "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout
+    row = results["smoke"]
+    assert {"keras", "native", "torch"} <= set(row["median_ms"]) == set(row["cpu_ms"])
+    assert all(_number(v) for part in ("median_ms", "cpu_ms", "vs_torch") for v in row[part].values())
+    assert "| smoke B4 T8 F3 [8, 8] | native |" in proc.stdout

@@ -74,6 +74,8 @@ def test_execute_trains_then_runs_the_trained_stack_on_held_out_sequences():
     np.testing.assert_array_equal(result.arrays["input"], training.held_out_x)
     assert result.arrays["output"].shape == (tasks.HELD_OUT, 6, 4)
     assert result.reference_max_abs_err < 1e-5  # the forward pass of the trained weights, checked
+    # The engine tag says what trained and why after what ran the forward pass.
+    assert result.engine_label.endswith(f"; training: {training.engine} ({training.engine_why})")
     assert lstm_exp.execute(lstm_exp.compose("tracking.enabled=false")).training is None
 
 

@@ -55,8 +55,12 @@ class Result:
 
     @property
     def engine_label(self) -> str:
-        """What ran, as the `lstm_exp.engine` tag and the console name it: `native (avx512)`, `fused`."""
-        return f"{self.engine} ({self.engine_build})" if self.engine_build else self.engine
+        """What ran, as the `lstm_exp.engine` tag and the console name it: `native (avx512)`, `fused`;
+        after training also what trained and why: `native (avx512); training: keras (auto, measured ...)`."""
+        label = f"{self.engine} ({self.engine_build})" if self.engine_build else self.engine
+        if self.training is not None:
+            label += f"; training: {self.training.engine} ({self.training.engine_why})"
+        return label
 
 
 def prepare(experiment: Experiment) -> Prepared:

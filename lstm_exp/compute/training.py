@@ -1,8 +1,10 @@
 """Training the configured stack on a synthetic task (`task=adding|copy|flipflop|sine`) or a file
 (`task=file`, read and split by `file_task.py`).
 
-The stack is the forward path's own `KerasStack` (every cell and option it supports), topped by a
-Dense readout: per step for copy, flipflop and sine, on the last layer's final state for adding.
+The stack is the forward path's own `KerasStack` (every cell and option it supports; its variables
+are what trains), computed by the engine `training_engine.py` resolves (stock Keras, or the native op
+with its backward through time), topped by a Dense readout: per step for copy, flipflop and sine,
+on the last layer's final state for adding.
 Adam, a fixed batch order from a seeded NumPy permutation per epoch, NumPy-drawn readout weights
 and TensorFlow's op determinism make the trained weights a function of (config, seed): bit for bit
 on one machine.
@@ -24,6 +26,7 @@ import numpy as np
 from lstm_exp.compute import tasks
 from lstm_exp.compute.tf_runtime import load_tensorflow
 from lstm_exp.compute.training_controls import EpochControls, controls_of, make_optimizer
+from lstm_exp.compute.training_engine import training_engine
 from lstm_exp.config import names
 from lstm_exp.config.specs import ModelSpec
 
@@ -50,6 +53,8 @@ class TrainResult:
     best_epoch: int | None = None  # early stopping: the epoch of the best val_loss; None without it
     learning_rates: list[float] = field(default_factory=list)  # per epoch, when a schedule sets them
     datasets: tuple = ()  # task=file: the splits' `file_task.DatasetInfo`s
+    engine: str = "keras"  # what computed the training steps: keras | native (avx512) | ...
+    engine_why: str = ""  # why it did (`training_engine.py`)
 
 
 def readout_weights(fan_in: int, size: int, seed: int) -> dict[str, np.ndarray]:
@@ -94,11 +99,27 @@ class Trainer:
         self.variables += self.readout.trainable_weights
         self.optimizer = make_optimizer(keras, task.learning_rate, controls_of(task))
         self.optimizer.build(self.variables)
+        batch = (task.batch_size, *self.data.x_train.shape[1:])
+        engine = training_engine(spec, self.stack, batch, self._gradient_step_on)
+        self.engine, self.engine_why, self._compute = engine.label, engine.why, engine.compute
         self._train_step = tf.function(self._train_step_eager)
         self._eval = tf.function(self._loss)
 
-    def _loss(self, x, y, lengths=None):
-        prediction = self.readout(self.stack(x, lengths)[self._read])  # (B, O) or (B, T, O)
+    def _gradient_step_on(self, compute):
+        """A call that runs `compute`'s forward and backward on the first batch, changing nothing."""
+        x, y = (v[: self.task.batch_size] for v in (self.data.x_train, self.data.y_train))
+
+        def gradients(x, y):
+            with self.tf.GradientTape() as tape:
+                loss = self._loss(x, y, compute=compute)
+            return tape.gradient(loss, self.variables)
+
+        step = self.tf.function(gradients)
+        return lambda: [g.numpy() for g in step(x, y)]
+
+    def _loss(self, x, y, lengths=None, compute=None):
+        arrays = (compute or self._compute)(x, lengths)
+        prediction = self.readout(arrays[self._read])  # (B, O) or (B, T, O)
         if lengths is not None and self.data.per_step:  # steps past a sequence's length do not count
             return self._masked_loss(prediction, y, lengths)
         if self.data.loss == "crossentropy":
@@ -219,4 +240,4 @@ def train(
                        trainer.weights(), trainer.readout_weights(), held_x, held_y, trainer.data.loss,
                        epoch_s, None if stopping is None else stopping.stopped_epoch,
                        None if stopping is None else stopping.best_epoch, controls.rates,
-                       trainer.data.datasets)
+                       trainer.data.datasets, trainer.engine, trainer.engine_why)

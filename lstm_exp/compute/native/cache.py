@@ -51,7 +51,7 @@ def _key(cxx: str) -> str:
     return f"tf{tf.__version__}-{digest.hexdigest()[:16]}"
 
 
-def _lock(path: Path):
+def file_lock(path: Path):
     """An exclusive ``flock`` on ``path``, waited for at most LOCK_TIMEOUT_S."""
     import fcntl  # POSIX only; elsewhere the ImportError makes the engine fall back
 
@@ -124,7 +124,7 @@ def cached_build() -> Build:
         return found
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = _lock(folder / ".lock")
+        handle = file_lock(folder / ".lock")
     except OSError as err:
         raise NativeBuildError(f"cannot use the cache directory {folder}: {err}") from err
     with handle:
