@@ -12,6 +12,7 @@ Metrics (MLflow):
     timing/{name}                       the runner's timings, grouped apart in the UI ...
     forward_ms, train_s                 ... but for these two, which users compare runs by
     reference_max_abs_err, train_loss, val_loss, baseline_loss
+    fp.{n_stable,n_saddle,max_q,n_not_converged}   the fixed points of `lstm_exp.dynamics`
 
 Example:
     >>> array_name(1, "h", "bw")
@@ -35,6 +36,14 @@ REFERENCE_ERR = "reference_max_abs_err"
 TRAIN_LOSS, VAL_LOSS, BASELINE_LOSS = "train_loss", "val_loss", "baseline_loss"
 UNPREFIXED_TIMINGS = ("forward_ms", "train_s")  # names users and scripts compare runs by
 TIMING_GROUP = "timing/"
+
+# Dynamics (`python -m lstm_exp.dynamics`, `analysis.fixed_points=true`): artifacts and metrics.
+READOUT_FILE = "readout.npz"  # a trained run's readout (`readout/kernel` (H, O), `readout/bias` (O,))
+FIXED_POINTS_FILE = "fixed_points.npz"
+FIXED_POINTS_PLOT = "plots/fixed_points.png"
+FP_N_STABLE, FP_N_SADDLE, FP_MAX_Q = "fp.n_stable", "fp.n_saddle", "fp.max_q"
+FP_N_NOT_CONVERGED = "fp.n_not_converged"
+DYNAMICS_OF_TAG = "lstm_exp.dynamics_of"  # on a dynamics run: the id of the run it analysed
 
 _LAYER = re.compile(r"layer_(\d+)")
 _ARRAY = re.compile(r"layer_(\d+)/(?:(fw|bw)/)?(.+)")
