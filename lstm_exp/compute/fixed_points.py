@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lstm_exp.compute.lstm_map import cell_trajectory, state_size, state_slices, step
+from lstm_exp.compute.lstm_map import cell_trajectory, state_slices, step
 from lstm_exp.config import names
 from lstm_exp.config.specs import ModelSpec
 
@@ -36,7 +36,7 @@ class FixedPointOptions:
     """The search's settings; the defaults are what `python -m lstm_exp.dynamics` uses."""
 
     n_inits: int = 256
-    noise: float = 0.1
+    noise: float = 0.5
     tol_q: float = 1e-12
     tol_unique: float = 1e-3
     max_iters: int = 200
@@ -70,7 +70,7 @@ class FixedPoints:
 
 
 def trajectory_states(spec: ModelSpec, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Every (row, step) of the recorded batch as a stack state, (B·T, D), rows major.
+    """Every (row, step) of the recorded batch as a stack state, (B, T, D).
 
     h comes from `layer_{k}/sequence`; c is rebuilt from the recorded gates (`cell_trajectory`).
     """
@@ -79,29 +79,31 @@ def trajectory_states(spec: ModelSpec, arrays: dict[str, np.ndarray]) -> np.ndar
         h = np.asarray(arrays[names.array_name(k, names.SEQUENCE)], np.float64)
         gates = {g: arrays[names.gate_name(k, g)] for g in ("i", "f", "g")}
         parts += [h, cell_trajectory(gates)]
-    states = np.concatenate(parts, axis=-1)  # (B, T, D)
-    return states.reshape(-1, state_size(spec))
+    return np.concatenate(parts, axis=-1)  # (B, T, D)
 
 
 def find_fixed_points(spec: ModelSpec, weights: dict[str, np.ndarray], u: np.ndarray,
-                      trajectories: np.ndarray, options: FixedPointOptions = FixedPointOptions()) -> FixedPoints:
+                      trajectories: np.ndarray,
+                      options: FixedPointOptions = FixedPointOptions()) -> FixedPoints:
     """Finds the fixed points of the stack under the constant input `u`.
 
     Args:
         spec: a plain LSTM stack (`lstm_map.check_plain_lstm`).
         weights: keras layout.
         u: the constant input (F,).
-        trajectories: recorded states (N, D) to start from (`trajectory_states`).
+        trajectories: recorded states (N, D) to start from (`trajectory_states`, flattened).
         options: see `FixedPointOptions` and the module docstring.
 
     Example:
-        >>> found = find_fixed_points(spec, weights, np.zeros(3), trajectory_states(spec, arrays))
+        >>> states = trajectory_states(spec, arrays).reshape(-1, 32)  # (B*T, D)
+        >>> found = find_fixed_points(spec, weights, np.zeros(3), states)
         >>> int(found.stable.sum()), found.n_not_converged
         (8, 3)
     """
     rng = np.random.default_rng([options.seed, 25])
     picks = rng.integers(0, len(trajectories), options.n_inits)
-    starts = trajectories[picks] + options.noise * rng.standard_normal((options.n_inits, trajectories.shape[1]))
+    noise = rng.standard_normal((options.n_inits, trajectories.shape[1]))
+    starts = trajectories[picks] + options.noise * noise
     x, q, iterations = _levenberg_marquardt(spec, weights, u, starts, options)
     converged = q < options.tol_q
     centroid = starts.mean(axis=0)
@@ -142,7 +144,8 @@ def _levenberg_marquardt(spec, weights, u, x, options):
         q_trial = 0.5 * np.sum(r_trial**2, axis=1)
         better = q_trial < q[active]
         rows = np.flatnonzero(active)[better]
-        x[rows], residual[rows], q[rows], jac[rows] = trial[better], r_trial[better], q_trial[better], j_trial[better]
+        x[rows], residual[rows] = trial[better], r_trial[better]
+        q[rows], jac[rows] = q_trial[better], j_trial[better]
         damping[rows] /= 10.0
         damping[np.flatnonzero(active)[~better]] *= 10.0
     return x, q, iterations
@@ -160,4 +163,22 @@ def _unique(points: np.ndarray, q: np.ndarray, tolerance: float) -> np.ndarray:
 def readout_at(points: np.ndarray, spec: ModelSpec, readout: dict[str, np.ndarray]) -> np.ndarray:
     """The trained readout applied to each point's last-layer h: (P, O), what the task would answer there."""
     h = points[:, state_slices(spec)[names.array_name(len(spec.units) - 1, names.H)]]
-    return h @ np.asarray(readout["readout/kernel"], np.float64) + np.asarray(readout["readout/bias"], np.float64)
+    kernel, bias = (np.asarray(readout[n], np.float64) for n in ("readout/kernel", "readout/bias"))
+    return h @ kernel + bias
+
+
+def pca_projection(trajectories: np.ndarray, points: np.ndarray, components: int = 2):
+    """The recorded states and the fixed points on the states' first principal components.
+
+    Args:
+        trajectories: (B, T, D) recorded states (`trajectory_states` before flattening).
+        points: (P, D).
+
+    Returns:
+        ((B, T, components), (P, components)); the components are the states' (centred SVD).
+    """
+    flat = trajectories.reshape(-1, trajectories.shape[-1])
+    mean = flat.mean(axis=0)
+    _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
+    basis = vt[:components].T  # (D, components)
+    return (trajectories - mean) @ basis, (points - mean) @ basis

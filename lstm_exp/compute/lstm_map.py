@@ -31,11 +31,11 @@ def check_plain_lstm(spec: ModelSpec, key: str, received: str) -> None:
     equations (and a clip makes F non-differentiable); a bidirectional layer is not a map in time.
     """
     if spec.cell != "lstm":
-        raise ConfigError(key, received, f"a run of an LSTM stack (its cells are {spec.cell}: no cell state c "
-                          "to find fixed points of)")
+        raise ConfigError(key, received, f"a run of an LSTM stack (its cells are {spec.cell}: no cell "
+                          "state c to find fixed points of)")
     if not spec.plain_lstm_stack:
-        raise ConfigError(key, received, "a run of a unidirectional LSTM stack without peepholes, clipping or "
-                          "projection (the fixed-point map follows the plain LSTM equations)")
+        raise ConfigError(key, received, "a run of a unidirectional LSTM stack without peepholes, clipping "
+                          "or projection (the fixed-point map follows the plain LSTM equations)")
 
 
 def state_slices(spec: ModelSpec) -> dict[str, slice]:
