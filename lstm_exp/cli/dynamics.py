@@ -16,18 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from lstm_exp.cli.options import OneLineParser, check_utf8, finite_number, store_uri
-from lstm_exp.cli.recorded_files import KEY, RecordedRun, read_run
-from lstm_exp.compute.fixed_points import (
-    FixedPointOptions,
-    find_fixed_points,
-    pca_projection,
-    readout_at,
-    trajectory_states,
-)
-from lstm_exp.compute.lstm_map import check_plain_lstm, state_slices
+from lstm_exp.cli.recorded_files import KEY, read_run
+from lstm_exp.compute.fixed_points import FixedPointOptions
+from lstm_exp.config.analysis import check_plain_lstm
 from lstm_exp.config.validate import FLOAT32_MAX
 from lstm_exp.errors import ConfigError
-from lstm_exp.record.dynamics_run import fixed_point_metrics, record_dynamics, write_fixed_points
+from lstm_exp.record.dynamics_run import (
+    analyse_fixed_points,
+    fixed_point_metrics,
+    fixed_points_report,
+    record_dynamics,
+)
 from lstm_exp.record.run_record import Terminated, signals_kept
 
 
@@ -43,30 +42,6 @@ def constant_input(text: str | None, features: int) -> np.ndarray:
         raise ConfigError("--input", text, f"{features} comma-separated finite numbers (the run's input "
                           f"width F={features}), e.g. {','.join(['0'] * features)}")
     return np.asarray(values, np.float64)
-
-
-def analyse(recorded: RecordedRun, u: np.ndarray, options: FixedPointOptions, folder: Path):
-    """Finds the fixed points, writes fixed_points.npz and the plot into `folder`; returns them."""
-    spec = recorded.spec
-    trajectories = trajectory_states(spec, recorded.states)  # (B, T, D)
-    found = find_fixed_points(spec, recorded.weights, u, trajectories.reshape(-1, trajectories.shape[-1]),
-                              options)
-    readout = readout_at(found.points, spec, recorded.readout) if recorded.readout else None
-    pca = pca_projection(trajectories, found.points)
-    write_fixed_points(folder, found, state_slices(spec), u, readout, pca)
-    return found, readout
-
-
-def summary(found, readout, run_id: str) -> str:
-    """The command's report: counts, the largest q, and each stable point's readout signs."""
-    lines = [f"fixed points of run {run_id}: {int(found.stable.sum())} stable, {int((~found.stable).sum())} "
-             f"unstable (max q {found.max_q:.3g}); {found.n_not_converged} of {found.n_inits} initial states "
-             f"did not converge, {found.n_outliers} outliers dropped"]
-    if readout is not None:
-        for row, modes in zip(readout, found.unstable_modes, strict=True):
-            signs = "".join("+" if value > 0 else "-" for value in row)
-            lines.append(f"  readout signs {signs}  {'stable' if modes == 0 else f'{modes} unstable modes'}")
-    return "\n".join(lines)
 
 
 def build_parser() -> OneLineParser:
@@ -107,8 +82,9 @@ def main(argv: list[str] | None = None) -> None:
             check_plain_lstm(recorded.spec, KEY, recorded.run_id)
             u = constant_input(args.input, recorded.features)
             with tempfile.TemporaryDirectory(prefix="lstm_exp_dynamics_") as folder:
-                found, readout = analyse(recorded, u, options, Path(folder))
-                report = summary(found, readout, recorded.run_id)
+                found, readout = analyse_fixed_points(recorded.spec, recorded.weights, recorded.states,
+                                                      recorded.readout, u, options, Path(folder))
+                report = fixed_points_report(found, readout, f"run {recorded.run_id}")
                 params = {key: str(value) for key, value in asdict(options).items()}
                 params["input"] = ",".join(f"{v:g}" for v in u)
                 new_run = record_dynamics(uri, recorded.run, Path(folder), fixed_point_metrics(found), params,

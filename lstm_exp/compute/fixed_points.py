@@ -88,7 +88,7 @@ def find_fixed_points(spec: ModelSpec, weights: dict[str, np.ndarray], u: np.nda
     """Finds the fixed points of the stack under the constant input `u`.
 
     Args:
-        spec: a plain LSTM stack (`lstm_map.check_plain_lstm`).
+        spec: a plain LSTM stack (`config.analysis.check_plain_lstm`).
         weights: keras layout.
         u: the constant input (F,).
         trajectories: recorded states (N, D) to start from (`trajectory_states`, flattened).
@@ -175,10 +175,12 @@ def pca_projection(trajectories: np.ndarray, points: np.ndarray, components: int
         points: (P, D).
 
     Returns:
-        ((B, T, components), (P, components)); the components are the states' (centred SVD).
+        ((B, T, components), (P, components)); the components are the states' (centred SVD); a
+        batch of fewer states than components (one step of one row) gets zeros for the rest.
     """
     flat = trajectories.reshape(-1, trajectories.shape[-1])
     mean = flat.mean(axis=0)
     _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
-    basis = vt[:components].T  # (D, components)
+    basis = np.zeros((flat.shape[1], components))  # (D, components): zero columns past the data's rank
+    basis[:, : min(components, len(vt))] = vt[:components].T
     return (trajectories - mean) @ basis, (points - mean) @ basis

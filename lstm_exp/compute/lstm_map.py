@@ -21,21 +21,6 @@ import numpy as np
 
 from lstm_exp.config import names
 from lstm_exp.config.specs import ModelSpec
-from lstm_exp.errors import ConfigError
-
-
-def check_plain_lstm(spec: ModelSpec, key: str, received: str) -> None:
-    """Refuses a model whose state has no (h, c) of the plain LSTM equations (one line, exit 2).
-
-    GRU and SimpleRNN layers have no cell state c; peepholes, clipping and projections change the
-    equations (and a clip makes F non-differentiable); a bidirectional layer is not a map in time.
-    """
-    if spec.cell != "lstm":
-        raise ConfigError(key, received, f"a run of an LSTM stack (its cells are {spec.cell}: no cell "
-                          "state c to find fixed points of)")
-    if not spec.plain_lstm_stack:
-        raise ConfigError(key, received, "a run of a unidirectional LSTM stack without peepholes, clipping "
-                          "or projection (the fixed-point map follows the plain LSTM equations)")
 
 
 def state_slices(spec: ModelSpec) -> dict[str, slice]:
@@ -67,7 +52,7 @@ def step(spec: ModelSpec, weights: dict[str, np.ndarray], u: np.ndarray, x: np.n
     """F(x) and, with `jacobian`, dF/dx for a batch of states.
 
     Args:
-        spec: a plain LSTM stack (`check_plain_lstm`).
+        spec: a plain LSTM stack (`config.analysis.check_plain_lstm`).
         weights: keras layout (`layer_{k}/kernel` (F_k, 4H), `recurrent_kernel` (H, 4H), `bias` (4H,)).
         u: the constant input, (F,).
         x: states, (P, D) in the order of `state_slices`.

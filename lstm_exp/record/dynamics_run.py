@@ -20,11 +20,62 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_exp.compute.fixed_points import (
+    FixedPointOptions,
+    find_fixed_points,
+    pca_projection,
+    readout_at,
+    trajectory_states,
+)
+from lstm_exp.compute.lstm_map import state_slices
 from lstm_exp.config import names
 from lstm_exp.record.fixed_point_plots import fixed_points_figure
 from lstm_exp.record.run_end import end_if_running
 from lstm_exp.record.store import TAG_PREFIX
 from lstm_exp.record.store_locks import retry_locked
+
+
+def analyse_fixed_points(spec, weights: dict[str, np.ndarray], states: dict[str, np.ndarray],
+                         readout: dict[str, np.ndarray] | None, u: np.ndarray, options: FixedPointOptions,
+                         folder: Path):
+    """Finds the fixed points from the recorded trajectories `states` (states.npz's arrays) and writes
+    fixed_points.npz and the plot into `folder`; returns (FixedPoints, the readout there or None)."""
+    trajectories = trajectory_states(spec, states)  # (B, T, D)
+    found = find_fixed_points(spec, weights, u, trajectories.reshape(-1, trajectories.shape[-1]), options)
+    values = readout_at(found.points, spec, readout) if readout else None
+    pca = pca_projection(trajectories, found.points)
+    write_fixed_points(folder, found, state_slices(spec), u, values, pca)
+    return found, values
+
+
+def analyse_result(analysis, result, folder: Path) -> tuple[dict[str, float], str]:
+    """`analysis.fixed_points=true`: the fixed points of a run's own result, written into its folder.
+
+    Args:
+        analysis: the `AnalysisSpec` (the constant input, None for zeros).
+        result: the runner's `Result`: its states, weights and (after training) readout.
+
+    Returns:
+        The fp.* metrics and the report's lines.
+    """
+    features = result.arrays[names.INPUT].shape[-1]
+    u = np.zeros(features) if analysis.input is None else np.asarray(analysis.input, np.float64)
+    readout = result.training.readout if result.training is not None else None
+    found, values = analyse_fixed_points(result.spec, result.weights, result.arrays, readout, u,
+                                         FixedPointOptions(), folder)
+    return fixed_point_metrics(found), fixed_points_report(found, values, "this run")
+
+
+def fixed_points_report(found, readout: np.ndarray | None, source: str) -> str:
+    """Counts, the largest q, and the readout's signs at each point (`source`: "run <id>", say)."""
+    lines = [f"fixed points of {source}: {int(found.stable.sum())} stable, {int((~found.stable).sum())} "
+             f"unstable (max q {found.max_q:.3g}); {found.n_not_converged} of {found.n_inits} initial states "
+             f"did not converge, {found.n_outliers} outliers dropped"]
+    if readout is not None:
+        for row, modes in zip(readout, found.unstable_modes, strict=True):
+            signs = "".join("+" if value > 0 else "-" for value in row)
+            lines.append(f"  readout signs {signs}  {'stable' if modes == 0 else f'{modes} unstable modes'}")
+    return "\n".join(lines)
 
 
 def fixed_point_metrics(found) -> dict[str, float]:
