@@ -5,15 +5,22 @@ h5py and YAML.
 
 import numpy as np
 import pytest
-from conftest import error_lines, run_cli
+from conftest import compose, error_lines, run_cli
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis_budget import budget
 from mlflow.tracking import MlflowClient
 
+from lstm_exp.cli.dynamics import constant_input
 from lstm_exp.compute.fixed_points import FixedPointOptions, find_fixed_points
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.lstm_map import cell_trajectory, state_slices, step
 from lstm_exp.compute.reference import reference_forward
 from lstm_exp.config import names
-from lstm_exp.config.specs import ModelSpec
+from lstm_exp.config.analysis import check_input_width
+from lstm_exp.config.experiment import parse
+from lstm_exp.config.specs import AnalysisSpec, ModelSpec
+from lstm_exp.errors import ConfigError
 
 # The acceptance run: an LSTM of 16 units on the 3-bit flip-flop with the task's defaults (50 steps,
 # 2000 sequences, 10 epochs of Adam at 0.01; seed 0): val_loss ~0.004 against the baseline's 1.
@@ -184,3 +191,47 @@ def test_a_run_without_cell_states_is_refused_in_one_line(tmp_path):
     (line,) = error_lines(proc)
     assert line.startswith("error: RUN_ID must be a run of an LSTM stack (its cells are gru"), line
     assert len(client.search_runs([run.info.experiment_id])) == 1  # no dynamics run was opened
+
+
+def test_analysis_keys_are_checked_at_the_edge():
+    for overrides, key in ((("model=gru", "analysis.fixed_points=true"), "analysis.fixed_points"),
+                           (("model.peepholes=true", "analysis.fixed_points=true"), "analysis.fixed_points"),
+                           (("analysis.input=[0,nan,0]",), "analysis.input")):
+        with pytest.raises(ConfigError) as refused:
+            parse(compose(*overrides))
+        assert refused.value.key == key
+    analysis = parse(compose("analysis.fixed_points=true", "analysis.input=[1,0]")).analysis
+    assert analysis == AnalysisSpec(True, (1.0, 0.0))
+    with pytest.raises(ConfigError, match="input width F=6"):
+        check_input_width(analysis, 6)
+
+
+@budget(60)
+@given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4)), max_size=6))
+def test_a_constant_input_is_f_finite_numbers_or_one_line(parts):
+    text = ",".join(str(p) for p in parts)
+    try:
+        u = constant_input(text, 3)
+    except ConfigError as error:
+        assert error.key == "--input" and "\n" not in str(error)
+        return
+    assert u.shape == (3,) and np.isfinite(u).all()
+    assert u.tolist() == [float(p) for p in text.split(",")]
+
+
+@pytest.mark.slow
+def test_a_run_with_analysis_fixed_points_logs_them_with_its_artifacts(tmp_path):
+    proc = run_cli("model=stacked", "analysis.fixed_points=true", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("lstm_exp").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert {names.FP_N_STABLE, names.FP_N_SADDLE, names.FP_MAX_Q} <= set(run.data.metrics)
+    with np.load(client.download_artifacts(run.info.run_id, names.FIXED_POINTS_FILE, str(tmp_path))) as fp:
+        points, u = fp["points"], fp["input"]
+        assert fp["stable"].sum() == run.data.metrics[names.FP_N_STABLE]
+    weights = dict(np.load(client.download_artifacts(run.info.run_id, "weights.npz", str(tmp_path))))
+    spec = ModelSpec("lstm", (4, 5))
+    assert np.array_equal(u, np.zeros(6)) and len(points) >= 1
+    residual = np.linalg.norm(reference_map(spec, weights, u, points) - points, axis=1)
+    assert residual.max() < np.sqrt(2 * TOL_Q)
