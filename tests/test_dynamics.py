@@ -5,6 +5,7 @@ h5py and YAML.
 
 import numpy as np
 import pytest
+import yaml
 from conftest import compose, error_lines, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from hypothesis_budget import budget
 from mlflow.tracking import MlflowClient
 
 from lstm_exp.cli.dynamics import constant_input
+from lstm_exp.cli.dynamics import main as dynamics_main
 from lstm_exp.compute.fixed_points import FixedPointOptions, find_fixed_points
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.lstm_map import cell_trajectory, state_slices, step
@@ -128,7 +130,6 @@ def test_a_flipflop_lstm_has_one_stable_point_per_memory_and_saddles_between(fli
 @pytest.mark.slow
 def test_the_lstmvis_export_reads_back_as_the_recorded_states(flipflop_run, tmp_path):
     import h5py
-    import yaml
 
     folder, client, source, _ = flipflop_run
     out = tmp_path / "lstmvis"
@@ -162,22 +163,29 @@ def test_the_lstmvis_export_reads_back_as_the_recorded_states(flipflop_run, tmp_
         assert by_id[int(ids[k])] == expected
 
 
-@pytest.mark.slow
-def test_bad_runs_and_options_end_with_one_line(stacked_run, tmp_path):
+def _dynamics_in_process(capsys, *args: str) -> tuple[int, list[str]]:
+    """`python -m lstm_exp.dynamics args` in this process: (exit status, stderr's lines)."""
+    with pytest.raises(SystemExit) as ended:
+        dynamics_main(list(args))
+    return ended.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_bad_runs_and_options_end_with_one_line(stacked_run, capsys):
+    store = ("--tracking-uri", stacked_run.uri)
     cases = [
-        (("ffffffff",), "RUN_ID"),  # no such run
-        ((stacked_run.run_id, "--input", "0,0"), "--input"),  # the stack's input is 6 wide
-        ((stacked_run.run_id, "--n-inits", "0"), "--n-inits"),
+        (("ffffffff", *store), "RUN_ID"),  # no such run
+        ((stacked_run.run_id, "--input", "0,0", *store), "--input"),  # the stack's input is 6 wide
+        ((stacked_run.run_id, "--n-inits", "0", *store), "--n-inits"),
     ]
     for args, key in cases:
-        proc = run_cli(*args, cwd=stacked_run.folder, module="lstm_exp.dynamics")
-        assert proc.returncode == 2, proc.stderr
-        (line,) = error_lines(proc)
-        assert line.startswith(f"error: {key} must be"), line
+        status, lines = _dynamics_in_process(capsys, *args)
+        assert status == 2 and len(lines) == 1 and lines[0].startswith(f"error: {key} must be"), lines
     (weights,) = (stacked_run.folder / "mlartifacts").rglob(f"{stacked_run.run_id}/artifacts/weights.npz")
     weights.unlink()  # a run without weights
-    proc = run_cli(stacked_run.run_id, cwd=stacked_run.folder, module="lstm_exp.dynamics")
-    assert proc.returncode == 2 and len(error_lines(proc)) == 1 and "weights.npz" in proc.stderr, proc.stderr
+    status, lines = _dynamics_in_process(capsys, stacked_run.run_id, *store)
+    assert status == 2 and len(lines) == 1 and "weights.npz" in lines[0], lines
+    client = MlflowClient(stacked_run.uri)
+    assert len(client.search_runs([client.get_run(stacked_run.run_id).info.experiment_id])) == 1  # none added
 
 
 @pytest.mark.slow
@@ -191,6 +199,13 @@ def test_a_run_without_cell_states_is_refused_in_one_line(tmp_path):
     (line,) = error_lines(proc)
     assert line.startswith("error: RUN_ID must be a run of an LSTM stack (its cells are gru"), line
     assert len(client.search_runs([run.info.experiment_id])) == 1  # no dynamics run was opened
+    # The LSTMVis export needs no c: a GRU stack's h alone, one `output` type per layer.
+    out = tmp_path / "lstmvis"
+    exported = run_cli("lstmvis", run.info.run_id, str(out), cwd=tmp_path, module="lstm_exp.export")
+    assert exported.returncode == 0, exported.stderr
+    types = yaml.safe_load((out / "lstm.yml").read_text())["states"]["types"]
+    assert [(t["path"], t["type"]) for t in types] == [(f"layer_{k}/h", "output") for k in range(len(types))]
+    assert len(types) == len(compose("model=gru").model.units)
 
 
 def test_analysis_keys_are_checked_at_the_edge():
