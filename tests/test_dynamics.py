@@ -170,6 +170,7 @@ def _dynamics_in_process(capsys, *args: str) -> tuple[int, list[str]]:
     return ended.value.code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # reads a run recorded through the CLI (the session's stacked_run)
 def test_bad_runs_and_options_end_with_one_line(stacked_run, capsys):
     store = ("--tracking-uri", stacked_run.uri)
     cases = [
