@@ -19,6 +19,7 @@ from lstm_exp.cli.options import OneLineParser, check_utf8, finite_number, store
 from lstm_exp.cli.recorded_files import KEY, read_run
 from lstm_exp.compute.fixed_points import FixedPointOptions
 from lstm_exp.config.analysis import check_plain_lstm
+from lstm_exp.config.experiment import MAX_SEED
 from lstm_exp.config.validate import FLOAT32_MAX
 from lstm_exp.errors import ConfigError
 from lstm_exp.record.dynamics_run import (
@@ -64,6 +65,8 @@ def _options(args) -> FixedPointOptions:
     for option, value in (("--n-inits", args.n_inits), ("--max-iters", args.max_iters)):
         if not 1 <= value <= 100_000:
             raise ConfigError(option, value, "an integer from 1 to 100000")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError("--seed", args.seed, "an integer from 0 to 2**32-1")
     return FixedPointOptions(n_inits=args.n_inits, noise=finite_number("--noise", args.noise, 0.0, 1e3),
                              max_iters=args.max_iters,
                              max_seconds=finite_number("--max-seconds", args.max_seconds, 0.001, 86400.0),

@@ -41,8 +41,16 @@ def export_lstmvis(run_ref: str, folder: Path, uri: str | None) -> list[Path]:
     name = recorded.run.data.tags.get("mlflow.runName", recorded.run_id)
     spec = recorded.spec
     description = f"lstm_exp run {recorded.run_id}: {spec.cell} {list(spec.units)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return write_lstmvis(folder, recorded_input(recorded), layer_states(recorded), name, description)
+    try:
+        folder.mkdir(exist_ok=True)
+        return write_lstmvis(folder, recorded_input(recorded), layer_states(recorded), name, description)
+    except BaseException as error:  # nothing half-written: `_check_folder` saw none of these files there
+        for file in (STATES_FILE, WORDS_FILE, DICT_FILE, CONFIG_FILE):
+            (folder / file).unlink(missing_ok=True)
+        if isinstance(error, OSError):  # h5py's own errors are OSErrors too, some without a strerror
+            reason = error.strerror or " ".join(str(error).split())[:200]
+            raise ConfigError("DIR", str(folder), f"a folder that can be written here ({reason})") from None
+        raise
 
 
 def _check_folder(folder: Path) -> Path:

@@ -28,7 +28,7 @@ from lstm_exp.compute.lstm_map import cell_trajectory, state_slices, step
 from lstm_exp.config import names
 from lstm_exp.config.specs import ModelSpec
 
-_DAMPING_START, _DAMPING_GIVE_UP = 1e-2, 1e12
+_DAMPING_START, _DAMPING_GIVE_UP, _DAMPING_FLOOR = 1e-2, 1e12, 1e-12
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,7 @@ def _levenberg_marquardt(spec, weights, u, x, options):
     fx, jac = step(spec, weights, u, x)
     residual = fx - x
     q = 0.5 * np.sum(residual**2, axis=1)
+    damping[~np.isfinite(q)] = _DAMPING_GIVE_UP  # a state whose step overflowed is not tried
     eye = np.eye(x.shape[1])
     iterations = 0
     while iterations < options.max_iters and time.monotonic() < deadline:
@@ -136,6 +137,7 @@ def _levenberg_marquardt(spec, weights, u, x, options):
         iterations += 1
         jr = jac[active] - eye  # dr/dx, (A, D, D)
         jt = np.swapaxes(jr, 1, 2)
+        # The identity under λ keeps the system positive definite (solvable) however small λ gets.
         normal = jt @ jr + damping[active, None, None] * eye
         delta = np.linalg.solve(normal, -(jt @ residual[active][..., None]))[..., 0]
         trial = x[active] + delta
@@ -146,7 +148,7 @@ def _levenberg_marquardt(spec, weights, u, x, options):
         rows = np.flatnonzero(active)[better]
         x[rows], residual[rows] = trial[better], r_trial[better]
         q[rows], jac[rows] = q_trial[better], j_trial[better]
-        damping[rows] /= 10.0
+        damping[rows] = np.maximum(damping[rows] / 10.0, _DAMPING_FLOOR)
         damping[np.flatnonzero(active)[~better]] *= 10.0
     return x, q, iterations
 

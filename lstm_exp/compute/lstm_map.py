@@ -39,7 +39,8 @@ def state_size(spec: ModelSpec) -> int:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    with np.errstate(over="ignore"):  # exp(-z) = inf for z < -709 gives the right 0
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def _layer_weights(weights: dict[str, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
