@@ -6,6 +6,7 @@ RUN_ID is a run's id or a unique prefix of it; DIR is created if missing and mus
 export (its files are not overwritten). The store is only read. What is written: `record/lstmvis.py`.
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def export_lstmvis(run_ref: str, folder: Path, uri: str | None) -> list[Path]:
         return write_lstmvis(folder, recorded_input(recorded), layer_states(recorded), name, description)
     except BaseException as error:  # nothing half-written: `_check_folder` saw none of these files there
         for file in (STATES_FILE, WORDS_FILE, DICT_FILE, CONFIG_FILE):
-            (folder / file).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # e.g. a name too long: nothing was written under it
+                (folder / file).unlink(missing_ok=True)
         if isinstance(error, OSError):  # h5py's own errors are OSErrors too, some without a strerror
             reason = error.strerror or " ".join(str(error).split())[:200]
             raise ConfigError("DIR", str(folder), f"a folder that can be written here ({reason})") from None
@@ -54,6 +56,13 @@ def export_lstmvis(run_ref: str, folder: Path, uri: str | None) -> list[Path]:
 
 
 def _check_folder(folder: Path) -> Path:
+    try:
+        return _checked_folder(folder)
+    except OSError as error:  # a name too long, a folder that cannot be searched
+        raise ConfigError("DIR", str(folder), f"a folder name this system takes ({error.strerror})") from None
+
+
+def _checked_folder(folder: Path) -> Path:
     taken = [n for n in (STATES_FILE, WORDS_FILE, DICT_FILE, CONFIG_FILE) if (folder / n).exists()]
     if folder.exists() and not folder.is_dir():
         raise ConfigError("DIR", str(folder), "a folder (this is a file)")
