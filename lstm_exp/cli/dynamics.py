@@ -17,8 +17,9 @@ import numpy as np
 
 from lstm_exp.cli.options import OneLineParser, check_utf8, finite_number, store_uri
 from lstm_exp.cli.recorded_files import KEY, read_run
+from lstm_exp.compute.files import DEFAULT_BUDGET
 from lstm_exp.compute.fixed_points import FixedPointOptions
-from lstm_exp.config.analysis import check_plain_lstm
+from lstm_exp.config.analysis import check_plain_lstm, check_search_memory
 from lstm_exp.config.experiment import MAX_SEED
 from lstm_exp.config.validate import FLOAT32_MAX
 from lstm_exp.errors import ConfigError
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             options = _options(args)
             recorded, uri = read_run(args.run_id, store_uri("--tracking-uri", args.tracking_uri))
             check_plain_lstm(recorded.spec, KEY, recorded.run_id)
+            check_search_memory(recorded.spec, options.n_inits, DEFAULT_BUDGET, "--n-inits", options.n_inits)
             u = constant_input(args.input, recorded.features)
             with tempfile.TemporaryDirectory(prefix="lstm_exp_dynamics_") as folder:
                 found, readout = analyse_fixed_points(recorded.spec, recorded.weights, recorded.states,

@@ -11,7 +11,8 @@ minimising q(x) = ½‖F(x) − x‖² from many initial states. Ours, in float6
   steps, where FixedPointFinder's Adam needs thousands;
 - stopping: a state converged when q < `tol_q` (1e-12, FixedPointFinder's); it stops trying when its λ
   passes 1e12 (a local minimum of q, a "slow point"), and everything stops after `max_iters` (200)
-  steps or `max_seconds` (60 s). States still above `tol_q` are counted as not converged, not an error;
+  steps or `max_seconds` (60 s), the initial states taken 1024 at a time (`SEARCH_CHUNK`: memory), all
+  under one deadline. States still above `tol_q` are counted as not converged, not an error;
 - outliers: a converged state farther from the initial states' centroid than `outlier_scale` (10)
   times their mean distance to it is dropped (FixedPointFinder's `outlier_distance_scale`);
 - duplicates: two points closer than `tol_unique` (1e-3, Euclidean) are one; the one of lower q stays;
@@ -26,6 +27,7 @@ import numpy as np
 
 from lstm_exp.compute.lstm_map import cell_trajectory, state_slices, step
 from lstm_exp.config import names
+from lstm_exp.config.analysis import N_INITS, SEARCH_CHUNK
 from lstm_exp.config.specs import ModelSpec
 
 _DAMPING_START, _DAMPING_GIVE_UP, _DAMPING_FLOOR = 1e-2, 1e12, 1e-12
@@ -35,7 +37,7 @@ _DAMPING_START, _DAMPING_GIVE_UP, _DAMPING_FLOOR = 1e-2, 1e12, 1e-12
 class FixedPointOptions:
     """The search's settings; the defaults are what `python -m lstm_exp.dynamics` uses."""
 
-    n_inits: int = 256
+    n_inits: int = N_INITS
     noise: float = 0.5
     tol_q: float = 1e-12
     tol_unique: float = 1e-3
@@ -104,7 +106,14 @@ def find_fixed_points(spec: ModelSpec, weights: dict[str, np.ndarray], u: np.nda
     picks = rng.integers(0, len(trajectories), options.n_inits)
     noise = rng.standard_normal((options.n_inits, trajectories.shape[1]))
     starts = trajectories[picks] + options.noise * noise
-    x, q, iterations = _levenberg_marquardt(spec, weights, u, starts, options)
+    # A chunk of initial states at a time bounds memory, and one deadline for all: the chunks that
+    # finish in time keep their points, those the deadline stops are counted as not converged.
+    deadline = time.monotonic() + options.max_seconds
+    x, q, iterations = starts.copy(), np.full(len(starts), np.inf), 0
+    for first in range(0, len(starts), SEARCH_CHUNK):
+        rows = slice(first, first + SEARCH_CHUNK)
+        x[rows], q[rows], steps = _levenberg_marquardt(spec, weights, u, x[rows], options, deadline)
+        iterations = max(iterations, steps)
     converged = q < options.tol_q
     centroid = starts.mean(axis=0)
     scale = np.linalg.norm(starts - centroid, axis=1).mean()
@@ -120,9 +129,8 @@ def find_fixed_points(spec: ModelSpec, weights: dict[str, np.ndarray], u: np.nda
                        options.n_inits, int((~converged).sum()), int(outlier.sum()), iterations)
 
 
-def _levenberg_marquardt(spec, weights, u, x, options):
-    """Minimises q from every row of x at once; returns (x, q, steps taken)."""
-    deadline = time.monotonic() + options.max_seconds
+def _levenberg_marquardt(spec, weights, u, x, options, deadline: float):
+    """Minimises q from every row of x at once until `deadline` (time.monotonic); returns (x, q, steps)."""
     damping = np.full(len(x), _DAMPING_START)
     fx, jac = step(spec, weights, u, x)
     residual = fx - x

@@ -53,7 +53,7 @@ def parse(cfg: DictConfig) -> Experiment:
             raise ConfigError("input.lengths", list(inp.lengths), f"null with task={task.name}")
     elif inp.planned_shape:  # refuse before allocating
         check_memory(model, inp.planned_shape, one_step=False, max_memory_gb=run.max_memory_gb)
-    analysis = validate_analysis(cfg.analysis, model)
+    analysis = validate_analysis(cfg.analysis, model, run.max_memory_gb)
     return Experiment(seed, bool(cfg.dry_run), bool(cfg.resume), cfg.model.name, model, weights, inp,
                       task, run, tracking, analysis)
 
