@@ -210,9 +210,14 @@ def test_a_run_without_cell_states_is_refused_in_one_line(tmp_path):
 
 
 def test_analysis_keys_are_checked_at_the_edge():
-    for overrides, key in ((("model=gru", "analysis.fixed_points=true"), "analysis.fixed_points"),
-                           (("model.peepholes=true", "analysis.fixed_points=true"), "analysis.fixed_points"),
-                           (("analysis.input=[0,nan,0]",), "analysis.input")):
+    refused_cases = [
+        (("model=gru", "analysis.fixed_points=true"), "analysis.fixed_points"),
+        (("model.peepholes=true", "analysis.fixed_points=true"), "analysis.fixed_points"),
+        (("analysis.input=[0,nan,0]",), "analysis.input"),
+        # 4 (256, D, D) float64 arrays with D = 4096: 128 GB, over run.max_memory_gb=8
+        (("analysis.fixed_points=true", "model.units=[1024,1024]"), "analysis.fixed_points"),
+    ]
+    for overrides, key in refused_cases:
         with pytest.raises(ConfigError) as refused:
             parse(compose(*overrides))
         assert refused.value.key == key
