@@ -1,9 +1,10 @@
 """Hostile command lines, generated for every option of every `python -m lstm_exp.*` command: exit 0
 or 2, a 2 is one `error:` line, never a traceback; a path printed is the file written; nothing recorded
-is changed or left RUNNING. Then the refusals one by one, in real processes on real stores: arguments
-that are not UTF-8, output files in missing folders or of unknown kinds, non-finite numbers, launcher
-settings out of range (refused before the sweep's parent run opens), training data larger than
-`run.max_memory_gb` (refused before it is drawn), and `weights export` by a run-id prefix.
+is changed or left RUNNING (`dynamics` adds its one new run, FINISHED). Then the refusals one by one,
+in real processes on real stores: arguments that are not UTF-8, output files in missing folders or of
+unknown kinds, non-finite numbers, launcher settings out of range (refused before the sweep's parent
+run opens), training data larger than `run.max_memory_gb` (refused before it is drawn), and
+`weights export` by a run-id prefix.
 """
 
 import contextlib
@@ -37,6 +38,8 @@ from lstm_exp.config.launcher_validate import LIMITS, validate_launcher
 from lstm_exp.config.memory import TF_BASE_BYTES
 from lstm_exp.errors import ConfigError
 
+# Export folders: new, nested in a missing one, existing, unwritable (/proc), a file's name, unicode.
+OUT_FOLDER_NAMES = st.sampled_from(["vis", "missing/vis", "./", "/proc/vis", "mlflow.db", "日本", "a b"])
 GROUP_KEYS = st.one_of(
     st.sampled_from(["model.cell", "model", "seed", "model.cell,task.name", "nope", ",", ""]), ANYTHING)
 METRICS = st.one_of(st.sampled_from(["val_loss", "reference_max_abs_err", "layer_0.forget_mean"]), ANYTHING)
@@ -49,6 +52,13 @@ STRATEGIES = {
                "--filter": ANYTHING, "--experiment": ANYTHING, "--tracking-uri": ANYTHING,
                "--out": OUT_FILES},
     "rerun": {"run_id": RUN_REFS, "--tracking-uri": ANYTHING},
+    "dynamics": {"run_id": RUN_REFS, "--input": st.one_of(
+                     st.sampled_from(["0,0,0,0,0,0", "1,-1,0,0,0,2", "0,0", "0,0,0,0,0,nan", ",,,,,", ""]),
+                     ANYTHING),
+                 "--n-inits": None, "--noise": None, "--max-iters": None, "--max-seconds": None,
+                 "--seed": None, "--tracking-uri": ANYTHING},
+    "export": {"lstmvis:run_id": RUN_REFS, "lstmvis:folder": st.one_of(OUT_FOLDER_NAMES, ANYTHING),
+               "lstmvis:--tracking-uri": ANYTHING},
     "weights": {"export:run_id": RUN_REFS, "export:--layout": None, "export:--out": OUT_FILES,
                 "export:--tracking-uri": ANYTHING, "export:--forget-bias": None},
     "run": {"overrides": st.just([]), "--help": None, "--hydra-help": None, "--version": None, "--cfg": None,
@@ -65,7 +75,7 @@ TINY_MEMORY_GB = f"{TF_BASE_BYTES / 2**30 + 0.001:.4f}"
 
 
 def test_every_command_and_option_has_a_strategy():
-    assert {"run", "compare", "rerun", "weights"} <= set(commands())
+    assert {"run", "compare", "rerun", "weights", "dynamics", "export"} <= set(commands())
     for command in commands():
         assert set(options(parser_of(command))) == set(STRATEGIES[command]), command
 
@@ -101,7 +111,7 @@ def _argv(draw, command: str, run_id: str) -> list[str]:
     """A command line: some of the command's options, each with a hostile or valid value."""
     parser_options = options(parser_of(command))
     chosen = draw(st.lists(st.sampled_from(sorted(parser_options)), max_size=3, unique=True))
-    argv = ["export"] if command == "weights" else []
+    argv = {"weights": ["export"], "export": ["lstmvis"]}.get(command, [])
     for name in sorted(chosen, key=lambda n: n.startswith("-") or ":-" in n):
         action = parser_options[name]
         strategy = STRATEGIES[command][name]
@@ -155,7 +165,12 @@ def test_generated_command_lines_exit_0_or_2_with_one_line(recorded, monkeypatch
         assert not [p for p in new if p.suffix != ".lock"], (argv, new)
     for path in written:
         os.remove(path)
-    assert _store_rows(launch) == before  # read-only commands changed nothing, left nothing RUNNING
+    after = _store_rows(launch)
+    if command == "dynamics" and status == 0:  # its one write: a new run, FINISHED, beside the others
+        added = [row for row in after if row not in before]
+        assert [row[1] for row in added] == ["FINISHED"] and len(after) == len(before) + 1, (argv, added)
+        after = [row for row in after if row not in added]
+    assert after == before  # read-only commands changed nothing, left nothing RUNNING
 
 
 # -- file names that are not UTF-8, in real processes ---------------------------------------------------
@@ -165,6 +180,8 @@ NOT_UTF8 = {  # command -> (arguments, the name the line must give)
     "report": ([b"--group-by", b"model.cell", b"--out", b"\xff.html"], "--out"),
     "rerun": ([b"\xff\xfe"], "argument 1"),
     "weights": ([b"export", b"RUN", b"--layout", b"torch", b"--out", b"w\xff.npz"], "--out"),
+    "dynamics": ([b"RUN", b"--input", b"0,\xff"], "--input"),
+    "export": ([b"lstmvis", b"RUN", b"vis\xff"], "argument 3"),
 }
 
 

@@ -9,6 +9,7 @@ itself lives on only where the resolved tree is the value (the config hash, `con
 from omegaconf import DictConfig
 
 from lstm_exp.config import names
+from lstm_exp.config.analysis import validate_analysis
 from lstm_exp.config.memory import TF_BASE_BYTES
 from lstm_exp.config.specs import Experiment, ModelSpec, TrackingSpec
 from lstm_exp.config.task_memory import check_training_memory, training_bytes
@@ -53,8 +54,9 @@ def parse(cfg: DictConfig) -> Experiment:
             raise ConfigError("input.lengths", list(inp.lengths), f"null with task={task.name}")
     elif inp.planned_shape:  # refuse before allocating
         check_memory(model, inp.planned_shape, one_step=False, max_memory_gb=run.max_memory_gb)
+    analysis = validate_analysis(cfg.analysis, model, run.max_memory_gb)
     return Experiment(seed, bool(cfg.dry_run), bool(cfg.resume), cfg.model.name, model, weights, inp,
-                      task, run, tracking)
+                      task, run, tracking, analysis)
 
 
 def parse_tracking(tracking: DictConfig) -> TrackingSpec:

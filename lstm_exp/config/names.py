@@ -15,6 +15,7 @@ Metrics (MLflow):
     learning_rate                       per epoch (step=epoch), when a schedule or warm-up sets it
     stopped_epoch, best_epoch           with early stopping (task.patience > 0): the last epoch
                                         trained and the best val_loss's epoch, counted from 0
+    fp.{n_stable,n_saddle,max_q,n_not_converged}   the fixed points of `lstm_exp.dynamics`
 
 MLflow datasets of `task=file` (`mlflow.data.context` input tag): training, validation.
 
@@ -44,6 +45,14 @@ TRAINING_CONTEXT, VALIDATION_CONTEXT = "training", "validation"  # MLflow datase
 DATASETS_FILE = "datasets.json"  # task=file: the splits' descriptions, what the store logs as datasets
 UNPREFIXED_TIMINGS = ("forward_ms", "train_s")  # names users and scripts compare runs by
 TIMING_GROUP = "timing/"
+
+# Dynamics (`python -m lstm_exp.dynamics`, `analysis.fixed_points=true`): artifacts and metrics.
+READOUT_FILE = "readout.npz"  # a trained run's readout (`readout/kernel` (H, O), `readout/bias` (O,))
+FIXED_POINTS_FILE = "fixed_points.npz"
+FIXED_POINTS_PLOT = "plots/fixed_points.png"
+FP_N_STABLE, FP_N_SADDLE, FP_MAX_Q = "fp.n_stable", "fp.n_saddle", "fp.max_q"
+FP_N_NOT_CONVERGED = "fp.n_not_converged"
+DYNAMICS_OF_TAG = "lstm_exp.dynamics_of"  # on a dynamics run: the id of the run it analysed
 
 _LAYER = re.compile(r"layer_(\d+)")
 _ARRAY = re.compile(r"layer_(\d+)/(?:(fw|bw)/)?(.+)")

@@ -66,6 +66,12 @@ class RunConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    fixed_points: bool = False  # also find and log the fixed points of the LSTM stack (config/analysis.py)
+    input: list[float] | None = None  # the constant input while stepping; None: zeros
+
+
+@dataclass
 class ExperimentConfig:
     seed: int = 0
     dry_run: bool = False  # print expected shapes from the config alone
@@ -76,6 +82,7 @@ class ExperimentConfig:
     run: RunConfig = field(default_factory=RunConfig)
     task: TaskConfig = field(default_factory=TaskConfig)  # `none`: no training
     sweep: SweepConfig = field(default_factory=SweepConfig)  # a -m sweep's groups and verdict
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
 def register() -> None:

@@ -149,6 +149,14 @@ class TrackingSpec:
 
 
 @dataclass(frozen=True)
+class AnalysisSpec:
+    """`analysis.*`: the fixed-point analysis added to a run (`config/analysis.py`)."""
+
+    fixed_points: bool = False
+    input: tuple[float, ...] | None = None  # the constant input; None: zeros
+
+
+@dataclass(frozen=True)
 class Experiment:
     """One validated configuration: every value a job needs, and nothing it would have to re-check."""
 
@@ -162,6 +170,7 @@ class Experiment:
     task: TaskSpec | None  # None: forward pass only
     run: RunSpec
     tracking: TrackingSpec
+    analysis: AnalysisSpec = AnalysisSpec()
 
     @property
     def input_name(self) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from lstm_exp.config.analysis import check_input_width
 from lstm_exp.config.experiment import estimate_run, parse
 from lstm_exp.config.launch_paths import anchor_file_paths
 from lstm_exp.config.specs import Experiment
@@ -40,10 +41,12 @@ def run_job(cfg: DictConfig, overrides: list[str], store: RunStore | None = None
         anchor_file_paths(cfg, launch_dir)  # before parsing: the hash and config.yaml hold them too
     experiment = parse(cfg)  # every ConfigError that needs no file comes from here
     prepared = prepare(experiment)  # and those that need one (inputs, weights) from here
+    check_input_width(experiment.analysis, prepared.data.x.shape[-1])
     if experiment.dry_run:
         return JobOutcome(0, "DRY_RUN", _dry_run_report(experiment, prepared))
     if not experiment.tracking.enabled:
-        report = format_report(experiment, _execute_untracked(experiment, prepared))
+        result = _execute_untracked(experiment, prepared)
+        report = format_report(experiment, result) + _untracked_fixed_points(experiment, result)
         return JobOutcome(0, "FINISHED", report, seconds=time.perf_counter() - start)
     from lstm_exp.jobs.recorded_job import RecordedJob
 
@@ -71,6 +74,19 @@ def _execute_untracked(experiment: Experiment, prepared):
     # compiler) is stopped on the way out, rather than the process dying at the signal.
     with signals_kept():
         return execute(experiment, prepared, on_epoch=epoch_printer(experiment.task))
+
+
+def _untracked_fixed_points(experiment: Experiment, result) -> str:
+    """With `analysis.fixed_points` and tracking off: the fixed points' lines for the report (the files
+    written go with their temporary folder: there is no run to keep them)."""
+    if not experiment.analysis.fixed_points:
+        return ""
+    import tempfile
+
+    from lstm_exp.record.dynamics_run import analyse_result
+
+    with tempfile.TemporaryDirectory(prefix="lstm_exp_fixed_points_") as folder:
+        return "\n" + analyse_result(experiment.analysis, result, Path(folder))[1]
 
 
 def _recorder_store(timeout_s: float):

@@ -6,6 +6,7 @@ reason, or KILLED, so a run is never left RUNNING.
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -94,11 +95,18 @@ class RecordedJob:
         result = execute(experiment, prepared, on_epoch=epoch_printer(experiment.task))
         report = format_report(experiment, result)
         with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
+            fixed_points = {}
+            if experiment.analysis.fixed_points:  # into the run's folder, before summary.txt holds the report
+                from lstm_exp.record.dynamics_run import analyse_result
+
+                fixed_points, lines = analyse_result(experiment.analysis, result, Path(tmp))
+                report += "\n" + lines
             pca = layer_pca(result.arrays, result.spec, prepared.data.lengths)  # one SVD per layer
             config_yaml = OmegaConf.to_yaml(self.cfg, resolve=True)
             folder = artifacts.write_run_directory(Path(tmp), config_yaml, result, report, pca,
                                                    experiment.tracking.log_model)
             metrics = run_metrics(result, prepared.data, pca)
+            metrics = replace(metrics, final={**metrics.final, **fixed_points})
             params = mlflow_store.flatten(OmegaConf.to_container(self.cfg, resolve=True))
             tags = {**mlflow_store.version_tags(), **artifacts.description_tags(experiment, result)}
             record.finish(str(folder), metrics, params, tags)

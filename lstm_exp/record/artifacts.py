@@ -43,8 +43,8 @@ def description_tags(experiment: Experiment, result) -> dict[str, str]:
 
 
 def write_run_directory(out: Path, config_yaml: str, result, summary: str, pca, log_model: bool) -> Path:
-    """Writes config.yaml, states.npz, weights.npz, shapes.json, summary.txt and the PCA trajectories
-    of `pca` (`analyses.layer_pca`; plots: `draw_plots`).
+    """Writes config.yaml, states.npz, weights.npz (readout.npz after training), shapes.json,
+    summary.txt and the PCA trajectories of `pca` (`analyses.layer_pca`; plots: `draw_plots`).
 
     `config_yaml` is the resolved config. With `log_model` (`tracking.log_model`), also model.keras,
     which `model_log` turns into the run's MLflow model.
@@ -53,6 +53,8 @@ def write_run_directory(out: Path, config_yaml: str, result, summary: str, pca, 
     (out / "config.yaml").write_text(config_yaml)
     np.savez(out / "states.npz", **result.arrays)
     np.savez(out / "weights.npz", **result.weights)
+    if result.training is not None:  # what the task reads from the states: `lstm_exp.dynamics` needs it
+        np.savez(out / names.READOUT_FILE, **result.training.readout)
     (out / "shapes.json").write_text(json.dumps(shapes_document(result), indent=2))
     (out / "summary.txt").write_text(summary)
     # Drawn by the recorder, which has no model spec: the projections travel as an artifact.
