@@ -8,6 +8,10 @@ on one machine.
 
     trainer = Trainer(task, spec, weights, seed)     # data, stack, readout, optimizer
     trainer.run_epoch(0) -> (train_loss, val_loss)    # what `train` loops over; bench_train times it
+
+With `Checkpointing`, `train` hands a `Checkpoint` (checkpoints.py) to its `save` every `every` epochs
+and after the last, and a training given a `start` checkpoint goes on from there to the same weights,
+bit for bit, as one that was never interrupted.
 """
 
 import math
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lstm_exp.compute import tasks
+from lstm_exp.compute.checkpoints import Checkpoint
 from lstm_exp.compute.tf_runtime import load_tensorflow
 from lstm_exp.config import names
 from lstm_exp.config.specs import ModelSpec
@@ -41,6 +46,21 @@ class TrainResult:
     held_out_y: np.ndarray
     loss: str  # mse | crossentropy
     epoch_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Checkpointing:
+    """Where a training starts and where its checkpoints go.
+
+    Args:
+        every: a checkpoint after every `every` epochs (counted from the first), and after the last.
+        save: called with each `Checkpoint`; None: none is taken.
+        start: a checkpoint to go on from (its epochs are not trained again); None: from the start.
+    """
+
+    every: int = 1
+    save: Callable[[Checkpoint], None] | None = None
+    start: Checkpoint | None = None
 
 
 def readout_weights(fan_in: int, size: int, seed: int) -> dict[str, np.ndarray]:
@@ -125,6 +145,33 @@ class Trainer:
     def readout_weights(self) -> dict[str, np.ndarray]:
         return {"readout/kernel": self.readout.kernel.numpy(), "readout/bias": self.readout.bias.numpy()}
 
+    def checkpoint(self, epochs_done: int, scalars: dict) -> Checkpoint:
+        """Everything later epochs depend on: weights, readout, the optimizer's variables (see
+        checkpoints.py); the batch order needs nothing more, being drawn from (seed, epoch)."""
+        arrays = {f"stack/{name}": w for name, w in self.weights().items()}
+        arrays.update(self.readout_weights())  # already named readout/...
+        for k, variable in enumerate(self.optimizer.variables):
+            arrays[f"optimizer/{k:04d}/{variable.name}"] = np.asarray(variable.numpy())
+        return Checkpoint(epochs_done, arrays, scalars)
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Assigns a checkpoint's arrays to the stack, readout and optimizer, after checking they fit.
+
+        Raises:
+            ValueError: the checkpoint holds other variables (names or shapes) than this trainer.
+        """
+        targets = {f"stack/{pre}{v.name}": v
+                   for pre, layer in self.stack.layers.items() for v in layer.weights}
+        targets.update({"readout/kernel": self.readout.kernel, "readout/bias": self.readout.bias})
+        targets.update({f"optimizer/{k:04d}/{v.name}": v for k, v in enumerate(self.optimizer.variables)})
+        theirs = {n: a.shape for n, a in checkpoint.arrays.items()}
+        ours = {n: tuple(v.shape) for n, v in targets.items()}
+        if theirs != ours:
+            differ = sorted(set(theirs.items()) ^ set(ours.items()))[:4]
+            raise ValueError(f"the checkpoint's variables are not this training's: {differ}")
+        for name, variable in targets.items():
+            variable.assign(checkpoint.arrays[name])
+
 
 def train(
     task,
@@ -132,6 +179,7 @@ def train(
     weights: dict[str, np.ndarray],
     seed: int,
     on_epoch: Callable[[int, float, float, float], None] | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> TrainResult:
     """Trains the stack on `task` for `task.epochs` epochs.
 
@@ -142,6 +190,7 @@ def train(
         seed: the run's seed.
         on_epoch: called after each epoch as on_epoch(epoch, train_loss, val_loss, seconds), epochs
             counted from 0; seconds include the first epoch's tracing.
+        checkpointing: where to start from and where checkpoints go; None: from the start, none taken.
 
     Returns:
         A `TrainResult`; its weights replace the run's weights for the forward pass.
@@ -153,8 +202,15 @@ def train(
     """
     started = time.perf_counter()
     trainer = Trainer(task, spec, weights, seed)
+    checkpointing = checkpointing or Checkpointing()
     train_loss, val_loss, epoch_s = [], [], []
-    for epoch in range(task.epochs):
+    first = 0
+    if checkpointing.start is not None:  # the histories so far come with it, so the run shows them all
+        trainer.restore(checkpointing.start)
+        first = checkpointing.start.epochs_done
+        scalars = checkpointing.start.scalars
+        train_loss, val_loss, epoch_s = (list(scalars[k]) for k in ("train_loss", "val_loss", "epoch_s"))
+    for epoch in range(first, task.epochs):
         epoch_start = time.perf_counter()
         losses = trainer.run_epoch(epoch)
         seconds = time.perf_counter() - epoch_start
@@ -163,6 +219,10 @@ def train(
         epoch_s.append(seconds)
         if on_epoch is not None:
             on_epoch(epoch, losses[0], losses[1], seconds)
+        done = epoch + 1
+        if checkpointing.save is not None and (done % checkpointing.every == 0 or done == task.epochs):
+            histories = {"train_loss": list(train_loss), "val_loss": list(val_loss), "epoch_s": list(epoch_s)}
+            checkpointing.save(trainer.checkpoint(done, histories))
     held_x, held_y = tasks.held_out(task, seed)
     return TrainResult(train_loss, val_loss, trainer.data.baseline_loss, time.perf_counter() - started,
                        trainer.weights(), trainer.readout_weights(), held_x, held_y, trainer.data.loss,

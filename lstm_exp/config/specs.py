@@ -91,6 +91,8 @@ class TaskSpec:
     copy_length: int
     symbols: int
     pulse_prob: float
+    checkpoint_every: int = 1  # epochs between checkpoints (and one after the last)
+    resume_from: str | None = None  # a run id: go on from its last checkpoint
 
 
 @dataclass(frozen=True)

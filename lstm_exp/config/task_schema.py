@@ -5,6 +5,7 @@ Kept apart from `schema.py` so that the task group can grow without touching the
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -19,3 +20,7 @@ class TaskConfig:
     copy_length: int = 10  # copy: S, the symbols to remember (Arjovsky et al. 2016 used 10)
     symbols: int = 8  # copy: alphabet size K, blank and delimiter excluded (Arjovsky et al.: 8)
     pulse_prob: float = 0.05  # flipflop: chance of a pulse per step and channel
+    checkpoint_every: int = 1  # a checkpoint into the run every this many epochs, and after the last
+    # The id of a killed training run of this same config: this run goes on from its last checkpoint.
+    # Typed Any so that a number-like id stays as given (validated in task_validate).
+    resume_from: Any = None

@@ -109,6 +109,10 @@ class RunRecord:
                        tags=tags)
         self.status = "FINISHED"
 
+    def log_checkpoint(self, path: str, best: bool) -> str:
+        """Uploads a training checkpoint into the open run; its artifact path (checkpoint_log.py)."""
+        return self.store.log_checkpoint(uri=self.uri, run_id=self.run_id, path=path, best=best)
+
     def log_summary(self, rows: list[dict], tags: dict[str, str]) -> None:
         """A sweep parent's table of jobs (an MLflow table) and its tags; the run stays open."""
         self.store.log_summary(uri=self.uri, run_id=self.run_id, rows=rows, tags=tags)
