@@ -68,12 +68,14 @@ def find_start(experiment: Experiment, uri: str, tags: dict[str, str]) -> Start:
     return start
 
 
-def checkpoint_saver(record, folder: Path) -> Callable[[Checkpoint], None]:
+def checkpoint_saver(record, folder: Path,
+                     after: Callable[[], None] | None = None) -> Callable[[Checkpoint], None]:
     """Writes each checkpoint into `folder` and uploads it into the record's run, marking the best.
 
     Args:
         record: the open `RunRecord`.
         folder: a temporary folder; each file is removed once uploaded.
+        after: called once each checkpoint is in the run (a held Slurm requeue goes ahead there).
     """
     best = float("inf")
 
@@ -84,6 +86,8 @@ def checkpoint_saver(record, folder: Path) -> Callable[[Checkpoint], None]:
         best = min(best, checkpoint.val_loss)
         record.log_checkpoint(str(path), is_best)
         path.unlink()
+        if after is not None:
+            after()
 
     return save
 

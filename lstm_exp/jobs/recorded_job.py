@@ -88,16 +88,21 @@ class RecordedJob:
         from lstm_exp.compute.runner import execute
         from lstm_exp.compute.training import Checkpointing
         from lstm_exp.jobs.continuation import checkpoint_saver, temporary_folder
+        from lstm_exp.jobs.slurm_requeue import HeldRequeue
         from lstm_exp.record import artifacts
         from lstm_exp.record.metrics import run_metrics
 
         experiment = self.experiment
-        with temporary_folder() as checkpoints:
-            every = experiment.task.checkpoint_every if experiment.task else 1
-            checkpointing = Checkpointing(every, checkpoint_saver(record, Path(checkpoints)),
-                                          self.start.checkpoint)
-            result = execute(experiment, prepared, on_epoch=epoch_printer(experiment.task),
-                             checkpointing=checkpointing)
+        held = HeldRequeue.install() if experiment.task else None  # a Slurm job's requeue: see there
+        try:
+            with temporary_folder() as checkpoints:
+                every = experiment.task.checkpoint_every if experiment.task else 1
+                saver = checkpoint_saver(record, Path(checkpoints), held and held.after_checkpoint)
+                result = execute(experiment, prepared, on_epoch=epoch_printer(experiment.task),
+                                 checkpointing=Checkpointing(every, saver, self.start.checkpoint))
+        finally:
+            if held:
+                held.uninstall()
         report = format_report(experiment, result)
         with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
             pca = layer_pca(result.arrays, result.spec, prepared.data.lengths)  # one SVD per layer
