@@ -25,7 +25,7 @@ TIME_LIMIT = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
 # A small training; its first attempt stalls after epoch 2's checkpoint (tests/faults.py), so that it
 # needs a requeue however fast the machine, and the requeued attempt goes on from epoch 2.
 TRAINING = ("task=adding", "model.units=[16]", "task.timesteps=20", "task.train_size=1024",
-            "task.val_size=64", "task.batch_size=32", "task.epochs=8", "seed=3")
+            "task.val_size=64", "task.batch_size=32", "task.epochs=4", "seed=3")
 STALL = fault_overrides(stall=[3], kill_after_epochs=2)
 SWEEP_TIMEOUT_S = 1500  # every attempt's TensorFlow start, Slurm's requeue and its scheduling included
 REQUEUE_WAIT_S = 15  # Slurm holds a requeued job this long (its credential lifetime; by default 120 s)
@@ -60,7 +60,7 @@ def test_a_training_past_its_time_limit_is_requeued_and_ends_with_the_same_weigh
     # first checkpoint is passed over, and the next attempt starts where the one before it left off).
     with_checkpoint = [r for r in stopped if "lstm_exp.checkpoint" in r.data.tags]
     assert final.data.tags["lstm_exp.continued_from"] == with_checkpoint[-1].info.run_id
-    assert len(client.get_metric_history(final.info.run_id, "val_loss")) == 8
+    assert len(client.get_metric_history(final.info.run_id, "val_loss")) == 4
 
     cfg = lstm_exp.compose("tracking.enabled=false", *TRAINING)
     experiment_spec = parse(cfg)

@@ -36,9 +36,10 @@ class SlurmLauncherConf(SlurmQueueConf):
     # Ours: submitit_slurm's job array, waited for without sacct (lstm_exp.jobs.slurm_launcher).
     _target_: str = "hydra_plugins.lstm_exp_slurm_launcher.lstm_exp_slurm_launcher.LstmExpSlurmLauncher"
     # submitit asks Slurm for USR2 this long before the time limit (Slurm sends it up to 30 s earlier
-    # still): the job is requeued (below) and its run ends FAILED. 0: no warning; the job runs to its
-    # limit, where Slurm stops it (SIGTERM: the run ends KILLED) and the sweep reports it TIMEOUT. Keep
-    # it under timeout_min * 60 - 30, or every job gets the warning as it starts.
+    # still): the job is requeued (below; a training first logs its next checkpoint) and its run ends
+    # FAILED or KILLED. 0: no warning; the job runs to its limit, where Slurm stops it (SIGTERM: the
+    # run ends KILLED) and the sweep reports it TIMEOUT. Keep it under timeout_min * 60 - 30, or every
+    # job gets the warning as it starts.
     signal_delay_s: int = 0
     # Requeues after a time-out warning (submitit's checkpointing protocol): the requeued job runs with
     # resume=true and a training goes on from its last checkpoint in a new run (tagged
