@@ -6,19 +6,20 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import error_lines, run_cli
+from conftest import compose, error_lines, run_cli
 from faults import fault_overrides
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis_budget import budget
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from recorded_run import copy_store
 
 from lstm_exp.compute import tasks
 from lstm_exp.compute.checkpoints import Checkpoint, read_checkpoint, save_checkpoint
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.training import Checkpointing, train
+from lstm_exp.config.experiment import parse
 from lstm_exp.config.specs import ModelSpec
 from lstm_exp.config.task_schema import TaskConfig
 from lstm_exp.errors import ConfigError
@@ -82,6 +83,23 @@ def test_an_altered_checkpoint_fails_its_digest(tmp_path):
         bare.writestr("x.npy", b"")
     with pytest.raises(ConfigError, match="truncated or corrupt|not an lstm_exp checkpoint"):
         read_checkpoint(tmp_path / "bare.npz", "resume")
+
+
+@budget(20)
+@given(value=st.one_of(st.just(""), st.just("two words"), st.integers(), st.booleans(),
+                       st.text(alphabet=" \t", min_size=1, max_size=3)))
+def test_a_bad_resume_from_is_refused_in_one_line(value):
+    cfg = compose("task=adding")
+    with open_dict(cfg):
+        cfg.task.resume_from = value
+    with pytest.raises(ConfigError) as refused:
+        parse(cfg)
+    assert str(refused.value).startswith("task.resume_from must be null or the id of an MLflow run")
+
+
+def test_resume_from_needs_the_tracking_store():
+    with pytest.raises(ConfigError, match="task.resume_from must be null with tracking.enabled=false"):
+        parse(compose("task=adding", "task.resume_from=0f3c"))
 
 
 @pytest.mark.slow
@@ -171,6 +189,9 @@ def test_a_killed_training_resumes_to_the_same_weights(straight, tmp_path, stop,
     assert expected.keys() == got.keys()
     for name in expected:
         assert got[name].tobytes() == expected[name].tobytes(), name
+    if how == "resume_from":  # rerun retrains the continued run whole, and finds its arrays again
+        proc = run_cli(resumed.info.run_id, module="lstm_exp.rerun", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 @pytest.mark.slow
