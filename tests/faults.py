@@ -7,7 +7,12 @@ before the task, under every launcher. A job whose `seed` is chosen gets, for it
 wrapped `lstm_exp.compute.runner.execute` (jobs/job.py imports it at call time):
 - pause: after the forward pass and its reference check, the job waits, its MLflow run open, until
   `RELEASE_FILE` appears in the launch directory (at most `RELEASE_WAIT_S`, then it fails);
-- forward: after the forward pass, the job raises ("fault injected ...").
+- forward: after the forward pass, the job raises ("fault injected ...");
+- kill: once the training's checkpoint after `kill_after_epochs` epochs is in its run, the job's
+  process sends itself `kill_signal` (SIGKILL by default: a kill that nothing can catch);
+- stall: in a Slurm job's first attempt (no `SLURM_RESTART_COUNT`), once the checkpoint after
+  `kill_after_epochs` epochs is in its run, the job waits (at most `RELEASE_WAIT_S`) for its time
+  limit: whatever the machine's speed, the training needs a requeue.
 Keyed on the seed, the faulty job is named in the `lstm_exp.overrides` tag and the sweep's lines
 (`seed=1`), which Hydra's own `hydra.*` overrides never are.
 
@@ -16,6 +21,7 @@ Keyed on the seed, the faulty job is named in the `lstm_exp.overrides` tag and t
 """
 
 import os
+import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,12 +35,18 @@ RELEASE_WAIT_S = 300  # a test that never releases its paused jobs stops them, o
 POLL_S = 0.1
 
 
-def fault_overrides(pause: Iterable[int] = (), forward: Iterable[int] = ()) -> tuple[str, ...]:
-    """The CLI overrides that make the jobs of these seeds pause or fail after the forward pass."""
-    listed = {"pause_seeds": list(pause), "forward_seeds": list(forward)}
+def fault_overrides(pause: Iterable[int] = (), forward: Iterable[int] = (), kill: Iterable[int] = (),
+                    kill_after_epochs: int = 1, kill_signal: int = signal.SIGKILL,
+                    stall: Iterable[int] = ()) -> tuple[str, ...]:
+    """The CLI overrides that make the jobs of these seeds pause or fail after the forward pass, or
+    kill themselves (or stall, in a Slurm job's first attempt) after a training checkpoint."""
+    listed = {"pause_seeds": list(pause), "forward_seeds": list(forward), "kill_seeds": list(kill),
+              "stall_seeds": list(stall)}
+    kills = (f"+hydra.callbacks.fault.kill_after_epochs={kill_after_epochs}",
+             f"+hydra.callbacks.fault.kill_signal={int(kill_signal)}") if kill or stall else ()
     return ("+hydra.callbacks.fault._target_=faults.Fault",
             *(f"+hydra.callbacks.fault.{key}=[{','.join(map(str, seeds))}]"
-              for key, seeds in listed.items() if seeds))
+              for key, seeds in listed.items() if seeds), *kills)
 
 
 def on_python_path(env: dict[str, str]) -> dict[str, str]:
@@ -52,14 +64,23 @@ class Fault(Callback):
         forward_seeds: seeds whose jobs raise a RuntimeError after the forward pass.
     """
 
-    def __init__(self, pause_seeds: Iterable[int] = (), forward_seeds: Iterable[int] = ()) -> None:
+    def __init__(self, pause_seeds: Iterable[int] = (), forward_seeds: Iterable[int] = (),
+                 kill_seeds: Iterable[int] = (), kill_after_epochs: int = 1,
+                 kill_signal: int = signal.SIGKILL, stall_seeds: Iterable[int] = ()) -> None:
         self.pause_seeds = frozenset(pause_seeds)
         self.forward_seeds = frozenset(forward_seeds)
+        self.kill_seeds = frozenset(kill_seeds)
+        self.stall_seeds = frozenset(stall_seeds)
+        self.kill_after_epochs, self.kill_signal = kill_after_epochs, kill_signal
         self._execute = None  # lstm_exp's own `execute` while a job runs with it wrapped
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         from lstm_exp.compute import runner
 
+        first_attempt = "SLURM_RESTART_COUNT" not in os.environ
+        if config.seed in self.kill_seeds or (config.seed in self.stall_seeds and first_attempt):
+            release = Path(config.hydra.runtime.cwd) / RELEASE_FILE
+            self._kill_after_checkpoint(runner, release if config.seed in self.stall_seeds else None)
         pause, forward = config.seed in self.pause_seeds, config.seed in self.forward_seeds
         if not (pause or forward):
             return
@@ -75,6 +96,27 @@ class Fault(Callback):
             return result
 
         self._execute, runner.execute = execute, execute_with_fault
+
+    def _kill_after_checkpoint(self, runner, stall: Path | None = None) -> None:
+        """Wraps `execute` so that the checkpoint after `kill_after_epochs` epochs, once saved into
+        the run, is followed by `kill_signal` to this process (or, with `stall`, by a wait for that
+        release file, which a test leaves absent: Slurm's requeue or time limit ends the wait)."""
+        execute, after, number = runner.execute, self.kill_after_epochs, self.kill_signal
+
+        def execute_then_kill(*args, checkpointing=None, **options):
+            save = checkpointing.save
+
+            def save_then_kill(checkpoint):
+                save(checkpoint)
+                if checkpoint.epochs_done == after and stall:
+                    _wait_for(stall)
+                elif checkpoint.epochs_done == after:
+                    os.kill(os.getpid(), number)
+
+            checkpointing.save = save_then_kill
+            return execute(*args, checkpointing=checkpointing, **options)
+
+        self._execute, runner.execute = execute, execute_then_kill
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         # The basic launcher runs a sweep's jobs one after the other in this process.

@@ -68,7 +68,8 @@ class Cluster:
         return path.read_text(errors="replace")[-tail:] if path.is_file() else "(no log)"
 
 
-def _slurm_conf(folder: Path, node_line: str, node: str, ports: dict[str, int], accounting: bool) -> str:
+def _slurm_conf(folder: Path, node_line: str, node: str, ports: dict[str, int], accounting: bool,
+                cred_expire_s: int | None = None) -> str:
     state, log, run = folder / "state", folder / "log", folder / "run"
     if accounting:
         storage = (f"AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=127.0.0.1\n"
@@ -86,7 +87,7 @@ SlurmctldPort={ports['slurmctld']}
 SlurmdPort={ports['slurmd']}
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={run / 'munge.socket'}
+AuthInfo=socket={run / 'munge.socket'}{f",cred_expire={cred_expire_s}" if cred_expire_s else ""}
 StateSaveLocation={state / 'ctld'}
 SlurmdSpoolDir={state / 'd'}
 SlurmctldPidFile={run / 'slurmctld.pid'}
@@ -219,8 +220,12 @@ def _stop(cluster: Cluster) -> list[Process]:
 
 
 @contextlib.contextmanager
-def slurm_cluster(folder: Path, accounting: bool = True) -> Iterator[Cluster]:
+def slurm_cluster(folder: Path, accounting: bool = True,
+                  cred_expire_s: int | None = None) -> Iterator[Cluster]:
     """A single-node Slurm cluster (with slurmdbd accounting on MariaDB unless `accounting=False`).
+
+    `cred_expire_s`: Slurm's job credential lifetime (AuthInfo's cred_expire; None: Slurm's 120 s),
+    which is also how long a requeued job waits before it may start again.
 
     Raises:
         RuntimeError: a package is missing, a daemon did not start, or a process outlived the cluster.
@@ -237,7 +242,7 @@ def slurm_cluster(folder: Path, accounting: bool = True) -> Iterator[Cluster]:
     node_line, node = _node_line()
     ports = {name: free_port() for name in ("slurmctld", "slurmd", "slurmdbd", "mariadb")}
     conf = folder / "slurm.conf"
-    conf.write_text(_slurm_conf(folder, node_line, node, ports, accounting))
+    conf.write_text(_slurm_conf(folder, node_line, node, ports, accounting, cred_expire_s))
     cluster = Cluster(folder, {"SLURM_CONF": str(conf)}, node, accounting)
     try:
         key = folder / "munge" / "munge.key"

@@ -27,6 +27,15 @@ class LstmExpSlurmLauncher(SlurmLauncher):
         self.lost_job_grace_s = lost_job_grace_s
         self.poll_s = poll_s
 
+    def checkpoint(self, sweep_overrides, *args: Any, **kwargs: Any) -> Any:
+        """submitit's checkpointing protocol, called in the job on Slurm's warning signal (USR2,
+        `signal_delay_s` before the time limit, or at a preemption): the same job again, with
+        `resume=true`, so that the requeued job goes on from its run's last checkpoint."""
+        import submitit
+
+        kept = [o for o in sweep_overrides if o.split("=", 1)[0].lstrip("+~") != "resume"]
+        return submitit.helpers.DelayedSubmission(self, [*kept, "resume=true"], *args, **kwargs)
+
     def launch(self, job_overrides, initial_job_idx: int) -> list:
         from lstm_exp.jobs.slurm_launcher import launch
 

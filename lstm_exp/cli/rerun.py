@@ -58,6 +58,8 @@ def rebuild_config(config_path: Path, weights_path: Path, run_id: str = "") -> D
     # that training gives the same weights, bit for bit (`rerun` compares them too).
     cfg.tracking.enabled = False
     cfg.dry_run = cfg.resume = False
+    if "resume_from" in cfg.task:  # a continued training is retrained whole: the same weights, bit for bit
+        cfg.task.resume_from = None
     cfg.run.repeat = 0  # timing is not what is being checked
     return cfg
 

@@ -18,7 +18,7 @@ from lstm_exp.compute.inputs import InputData, check_lengths, initial_states, lo
 from lstm_exp.compute.reference import check_max_abs_err
 from lstm_exp.compute.tasks import HELD_OUT, TaskData, held_out
 from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
-from lstm_exp.compute.training import TrainResult, train  # TensorFlow is imported only when it trains
+from lstm_exp.compute.training import Checkpointing, TrainResult, train  # TensorFlow: only to train
 from lstm_exp.compute.weights import load_weights
 from lstm_exp.config.experiment import check_memory
 from lstm_exp.config.specs import Experiment, ModelSpec
@@ -97,6 +97,7 @@ def execute(
     experiment: Experiment,
     prepared: Prepared | None = None,
     on_epoch: Callable[[int, float, float, float], None] | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> Result:
     """Runs the experiment: trains first when it has a task, then the forward pass and its check.
 
@@ -105,6 +106,7 @@ def execute(
         prepared: the output of `prepare(experiment)`, when the caller already prepared.
         on_epoch: with a task, called after each training epoch as
             on_epoch(epoch, train_loss, val_loss, seconds) (see `training.train`).
+        checkpointing: with a task, where training starts and where its checkpoints go.
 
     Returns:
         A `Result` whose arrays have exactly the expected shapes.
@@ -117,7 +119,7 @@ def execute(
         with quiet_native_stderr():  # TensorFlow's start-up notices; the epochs' progress stays live
             load_tensorflow(experiment.seed)
         training = train(experiment.task, prepared.spec, prepared.weights, experiment.seed, on_epoch,
-                         prepared.task_data)
+                         prepared.task_data, checkpointing)
         prepared = replace(prepared, weights=training.weights)
         timings["train_s"] = training.train_s
     engine, arrays, forward_timings = _forward(prepared, experiment.seed, experiment.run.repeat)

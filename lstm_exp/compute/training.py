@@ -14,6 +14,11 @@ on one machine.
 
 Between epochs, `training_controls.EpochControls` sets the epoch's learning rate and decides early
 stopping; clipping and weight decay are the optimizer's (`training_controls.make_optimizer`).
+
+With `Checkpointing`, `train` hands a `Checkpoint` (checkpoints.py) to its `save` every `every` epochs
+and after the last (an early stop included), and a training given a `start` checkpoint goes on from
+there to the same weights, bit for bit, as one that was never interrupted: the checkpoint carries early
+stopping's state too (`EpochControls.state`).
 """
 
 import math
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lstm_exp.compute import tasks
+from lstm_exp.compute.checkpoints import Checkpoint
 from lstm_exp.compute.tf_runtime import load_tensorflow
 from lstm_exp.compute.training_controls import EpochControls, controls_of, make_optimizer
 from lstm_exp.compute.training_engine import training_engine
@@ -33,6 +39,7 @@ from lstm_exp.config.specs import ModelSpec
 EVAL_CHUNK = 1024  # validation sequences per forward call: bounds memory, keeps traces few
 _READOUT_STREAM = 4  # NumPy stream ids beside tasks' splits (0-2), so that no two draws share one
 _SHUFFLE_STREAM = 5
+_TRAINER_PARTS = ("stack/", "readout/", "optimizer/")  # a checkpoint's arrays the Trainer restores
 
 
 @dataclass
@@ -55,6 +62,21 @@ class TrainResult:
     datasets: tuple = ()  # task=file: the splits' `file_task.DatasetInfo`s
     engine: str = "keras"  # what computed the training steps: keras | native (avx512) | ...
     engine_why: str = ""  # why it did (`training_engine.py`)
+
+
+@dataclass
+class Checkpointing:
+    """Where a training starts and where its checkpoints go.
+
+    Args:
+        every: a checkpoint after every `every` epochs (counted from the first), and after the last.
+        save: called with each `Checkpoint`; None: none is taken.
+        start: a checkpoint to go on from (its epochs are not trained again); None: from the start.
+    """
+
+    every: int = 1
+    save: Callable[[Checkpoint], None] | None = None
+    start: Checkpoint | None = None
 
 
 def readout_weights(fan_in: int, size: int, seed: int) -> dict[str, np.ndarray]:
@@ -186,6 +208,35 @@ class Trainer:
     def readout_weights(self) -> dict[str, np.ndarray]:
         return {"readout/kernel": self.readout.kernel.numpy(), "readout/bias": self.readout.bias.numpy()}
 
+    def checkpoint(self, epochs_done: int, extra: dict[str, np.ndarray], scalars: dict) -> Checkpoint:
+        """Everything later epochs depend on: weights, readout, the optimizer's variables (see
+        checkpoints.py), and `extra` arrays (the controls'); the batch order needs nothing more, being
+        drawn from (seed, epoch)."""
+        arrays = {f"stack/{name}": w for name, w in self.weights().items()}
+        arrays.update(extra)
+        arrays.update(self.readout_weights())  # already named readout/...
+        for k, variable in enumerate(self.optimizer.variables):
+            arrays[f"optimizer/{k:04d}/{variable.name}"] = np.asarray(variable.numpy())
+        return Checkpoint(epochs_done, arrays, scalars)
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Assigns a checkpoint's arrays to the stack, readout and optimizer, after checking they fit.
+
+        Raises:
+            ValueError: the checkpoint holds other variables (names or shapes) than this trainer.
+        """
+        targets = {f"stack/{pre}{v.name}": v
+                   for pre, layer in self.stack.layers.items() for v in layer.weights}
+        targets.update({"readout/kernel": self.readout.kernel, "readout/bias": self.readout.bias})
+        targets.update({f"optimizer/{k:04d}/{v.name}": v for k, v in enumerate(self.optimizer.variables)})
+        theirs = {n: a.shape for n, a in checkpoint.arrays.items() if n.startswith(_TRAINER_PARTS)}
+        ours = {n: tuple(v.shape) for n, v in targets.items()}
+        if theirs != ours:
+            differ = sorted(set(theirs.items()) ^ set(ours.items()))[:4]
+            raise ValueError(f"the checkpoint's variables are not this training's: {differ}")
+        for name, variable in targets.items():
+            variable.assign(checkpoint.arrays[name])
+
 
 def train(
     task,
@@ -194,6 +245,7 @@ def train(
     seed: int,
     on_epoch: Callable[[int, float, float, float], None] | None = None,
     data: tasks.TaskData | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> TrainResult:
     """Trains the stack on `task` for `task.epochs` epochs, or fewer when early stopping ends it.
 
@@ -205,6 +257,7 @@ def train(
         on_epoch: called after each epoch as on_epoch(epoch, train_loss, val_loss, seconds), epochs
             counted from 0; seconds include the first epoch's tracing.
         data: `task=file`'s data (`file_task.load_file_task`); None: the synthetic task's, drawn.
+        checkpointing: where to start from and where checkpoints go; None: from the start, none taken.
 
     Returns:
         A `TrainResult`; its weights replace the run's weights for the forward pass.
@@ -217,8 +270,17 @@ def train(
     started = time.perf_counter()
     trainer = Trainer(task, spec, weights, seed, data)
     controls = EpochControls(controls_of(task), task.learning_rate, task.epochs)
+    checkpointing = checkpointing or Checkpointing()
     train_loss, val_loss, epoch_s = [], [], []
-    for epoch in range(task.epochs):
+    first = 0
+    if checkpointing.start is not None:  # the histories so far come with it, so the run shows them all
+        start = checkpointing.start
+        trainer.restore(start)
+        controls.restore(start.arrays, start.scalars)
+        first = task.epochs if controls.stopped else start.epochs_done
+        histories = ("train_loss", "val_loss", "epoch_s")
+        train_loss, val_loss, epoch_s = (list(start.scalars[k]) for k in histories)
+    for epoch in range(first, task.epochs):
         controls.before_epoch(epoch, trainer.set_learning_rate)
         epoch_start = time.perf_counter()
         losses = trainer.run_epoch(epoch)
@@ -228,7 +290,13 @@ def train(
         epoch_s.append(seconds)
         if on_epoch is not None:
             on_epoch(epoch, losses[0], losses[1], seconds)
-        if controls.stop_after(epoch, losses[1], trainer.variable_values):
+        stop = controls.stop_after(epoch, losses[1], trainer.variable_values)
+        done = epoch + 1
+        due = done % checkpointing.every == 0 or done == task.epochs or stop
+        if checkpointing.save is not None and due:
+            histories = {"train_loss": list(train_loss), "val_loss": list(val_loss), "epoch_s": list(epoch_s)}
+            checkpointing.save(trainer.checkpoint(done, *controls.state(histories)))
+        if stop:
             break
     controls.finish(trainer.assign_variables)
     if data is None:

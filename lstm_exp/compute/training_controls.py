@@ -26,6 +26,8 @@ from lstm_exp.compute.early_stopping import EarlyStopping
 from lstm_exp.config.controls_validate import validate_controls
 from lstm_exp.config.specs import ControlsSpec, TaskSpec
 
+_BEST_WEIGHTS = "early_stopping/best/"  # a checkpoint's arrays of early stopping's best weights
+
 
 def controls_of(task) -> ControlsSpec:
     """The controls of a parsed `TaskSpec`, or of a `task` section given as it was composed (the
@@ -82,6 +84,30 @@ class EpochControls:
     def stop_after(self, epoch: int, val_loss: float, weights: Callable[[], list[np.ndarray]]) -> bool:
         """True when early stopping ends training after `epoch`."""
         return self.stopping is not None and self.stopping.update(epoch, val_loss, weights)
+
+    @property
+    def stopped(self) -> bool:
+        """Early stopping has ended training (a restored checkpoint can say so)."""
+        return self.stopping is not None and self.stopping.stopped_epoch is not None
+
+    def state(self, scalars: dict) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, scalars) for a checkpoint: `scalars` plus the rates so far and early stopping's
+        bookkeeping, its best weights as `early_stopping/NNNN` arrays."""
+        scalars = {**scalars, "learning_rates": list(self.rates)}
+        if self.stopping is None:
+            return {}, scalars
+        state = self.stopping.to_dict()
+        best = state.pop("best_weights")
+        arrays = {f"{_BEST_WEIGHTS}{k:04d}": w for k, w in enumerate(best or [])}
+        return arrays, {**scalars, "early_stopping": state, "early_stopping_weights": best is not None}
+
+    def restore(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
+        """Takes back what `state` saved (a checkpoint without it leaves the fresh state)."""
+        self.rates = [float(r) for r in scalars.get("learning_rates", [])]
+        if self.stopping is not None and "early_stopping" in scalars:
+            best = sorted(n for n in arrays if n.startswith(_BEST_WEIGHTS))
+            weights = [arrays[n] for n in best] if scalars.get("early_stopping_weights") else None
+            self.stopping = EarlyStopping.from_dict({**scalars["early_stopping"], "best_weights": weights})
 
     def finish(self, assign: Callable[[list[np.ndarray]], None]) -> None:
         """Restores the best epoch's weights, when asked to (stopped or not, as Keras does)."""

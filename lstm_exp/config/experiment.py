@@ -52,6 +52,9 @@ def parse(cfg: DictConfig) -> Experiment:
             check_training_memory(task, model, run.max_memory_gb)
         if inp.lengths is not None:
             raise ConfigError("input.lengths", list(inp.lengths), f"null with task={task.name}")
+        if task.resume_from is not None and not tracking.enabled:  # the checkpoints are in the store
+            raise ConfigError("task.resume_from", task.resume_from, "null with tracking.enabled=false "
+                              "(a run's checkpoints are read from its tracking store)")
     elif inp.planned_shape:  # refuse before allocating
         check_memory(model, inp.planned_shape, one_step=False, max_memory_gb=run.max_memory_gb)
     analysis = validate_analysis(cfg.analysis, model, run.max_memory_gb)

@@ -36,12 +36,16 @@ class SlurmLauncherConf(SlurmQueueConf):
     # Ours: submitit_slurm's job array, waited for without sacct (lstm_exp.jobs.slurm_launcher).
     _target_: str = "hydra_plugins.lstm_exp_slurm_launcher.lstm_exp_slurm_launcher.LstmExpSlurmLauncher"
     # submitit asks Slurm for USR2 this long before the time limit (Slurm sends it up to 30 s earlier
-    # still) and then ends the job FAILED "timed-out". 0: no warning; the job runs to its limit, where
-    # Slurm stops it (SIGTERM: the run ends KILLED) and the sweep reports it TIMEOUT. Keep it under
-    # timeout_min * 60 - 30, or every job gets the warning as it starts.
+    # still): the job is requeued (below; a training first logs its next checkpoint) and its run ends
+    # FAILED or KILLED. 0: no warning; the job runs to its limit, where Slurm stops it (SIGTERM: the
+    # run ends KILLED) and the sweep reports it TIMEOUT. Keep it under timeout_min * 60 - 30, or every
+    # job gets the warning as it starts.
     signal_delay_s: int = 0
-    # Resubmissions after a time-out; our jobs do not checkpoint, so none.
-    max_num_timeout: int = 0
+    # Requeues after a time-out warning (submitit's checkpointing protocol): the requeued job runs with
+    # resume=true and a training goes on from its last checkpoint in a new run (tagged
+    # lstm_exp.continued_from and lstm_exp.requeues). Past this many the job fails "timed-out too many
+    # times". A preemption's USR2 requeues too, and is not counted (submitit's rule).
+    max_num_timeout: int = 3
 
     # lstm_exp's own two keys. Typed Any, so kept as given: `launcher_validate` refuses a bad value in
     # one line naming the key and its range, which OmegaConf's conversion error would not.

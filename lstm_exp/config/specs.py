@@ -120,6 +120,8 @@ class TaskSpec:
     val_fraction: float = 0.2  # file without x_val
     classes: int | None = None  # file with integer y; None: the largest label + 1
     controls: ControlsSpec = ControlsSpec()
+    checkpoint_every: int = 1  # epochs between checkpoints (and one after the last)
+    resume_from: str | None = None  # a run id: go on from its last checkpoint
 
 
 @dataclass(frozen=True)

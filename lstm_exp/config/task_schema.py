@@ -6,6 +6,7 @@ before it existed (no early stopping, no clipping, a constant rate, no weight de
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -35,3 +36,7 @@ class TaskConfig:
     step_size: int = 10  # step: epochs between two drops
     step_factor: float = 0.5  # step: what each drop multiplies the rate by
     weight_decay: float = 0.0  # decoupled weight decay (Keras 3 Adam's weight_decay, AdamW-style)
+    checkpoint_every: int = 1  # a checkpoint into the run every this many epochs, and after the last
+    # The id of a killed training run of this same config: this run goes on from its last checkpoint.
+    # Typed Any so that a number-like id stays as given (validated in task_validate).
+    resume_from: Any = None

@@ -50,6 +50,11 @@ def validate_task(task, model_spec: ModelSpec) -> TaskSpec | None:
     controls = validate_controls(task)
     _, fraction, _ = validate_file_keys(task)
     kind.check(task)
+    every = whole_number("task.checkpoint_every", task.checkpoint_every, MAX_EPOCHS)
+    resume_from = task.resume_from
+    if resume_from is not None and (not isinstance(resume_from, str) or not resume_from.strip()
+                                    or len(resume_from.split()) != 1):
+        raise ConfigError("task.resume_from", resume_from, "null or the id of an MLflow run (one word)")
     width = max(MIN_DATA_WIDTH, kind.inputs(task))
     if (train + val) * steps * width > MAX_DATA_FLOATS:
         key, size = ("task.val_size", val) if val > train else ("task.train_size", train)  # the larger one
@@ -61,7 +66,8 @@ def validate_task(task, model_spec: ModelSpec) -> TaskSpec | None:
                           f"false for task={task.name}: its target at step t depends only on steps <= t, "
                           "and a backward direction would read the answer from later inputs")
     return TaskSpec(task.name, steps, train, val, task.epochs, task.batch_size, rate,
-                    task.copy_length, task.symbols, float(task.pulse_prob), None, fraction, None, controls)
+                    task.copy_length, task.symbols, float(task.pulse_prob), None, fraction, None, controls,
+                    every, resume_from)
 
 
 def _rate(rate: object) -> float:

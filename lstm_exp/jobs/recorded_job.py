@@ -38,11 +38,15 @@ class RecordedJob:
         self.cfg, self.experiment, self.overrides = cfg, experiment, overrides
         self.parent_run_id = parent_run_id
         self.uri = mlflow_store.default_store_uri(experiment.tracking.uri, launch_dir)
+        self.tags = mlflow_store.run_tags(experiment, config_hash(cfg), overrides)
 
     def run(self, store: RunStore, prepared, start: float) -> JobOutcome:
         """Opens the run while TensorFlow loads, computes and records inside it; the job's outcome."""
+        from lstm_exp.jobs.continuation import find_start
         from lstm_exp.record.run_record import Skipped
 
+        # Before the run opens: a resume_from that cannot be continued is bad input, and leaves no run.
+        self.start = find_start(self.experiment, self.uri, self.tags)
         record = self._open(store)
         if isinstance(record, Skipped):
             skipped = f"skipped: this config is already recorded as run {record.run_id}"
@@ -66,7 +70,7 @@ class RecordedJob:
         from lstm_exp.record.run_record import OpenRequest, RunRecord
 
         tracking = self.experiment.tracking
-        tags = mlflow_store.run_tags(self.experiment, config_hash(self.cfg), self.overrides)
+        tags = {**self.tags, **self.start.tags}
         request = OpenRequest(self.uri, tracking.experiment, tracking.timeout_s, tags,
                               run_name(tracking.run_name, self.experiment.model_name, self.overrides),
                               self.parent_run_id, self.experiment.resume)
@@ -88,11 +92,23 @@ class RecordedJob:
         """Inside the open run: executes, writes the run's folder, and logs it; (result, report, summary)."""
         from lstm_exp.compute.analyses import layer_pca
         from lstm_exp.compute.runner import execute
+        from lstm_exp.compute.training import Checkpointing
+        from lstm_exp.jobs.continuation import checkpoint_saver, temporary_folder
+        from lstm_exp.jobs.slurm_requeue import HeldRequeue
         from lstm_exp.record import artifacts
         from lstm_exp.record.metrics import run_metrics
 
         experiment = self.experiment
-        result = execute(experiment, prepared, on_epoch=epoch_printer(experiment.task))
+        held = HeldRequeue.install() if experiment.task else None  # a Slurm job's requeue: see there
+        try:
+            with temporary_folder() as checkpoints:
+                every = experiment.task.checkpoint_every if experiment.task else 1
+                saver = checkpoint_saver(record, Path(checkpoints), held and held.after_checkpoint)
+                result = execute(experiment, prepared, on_epoch=epoch_printer(experiment.task),
+                                 checkpointing=Checkpointing(every, saver, self.start.checkpoint))
+        finally:
+            if held:
+                held.uninstall()
         report = format_report(experiment, result)
         with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
             fixed_points = {}

@@ -7,7 +7,9 @@ array, then watches only each job's result file and `squeue`. A job whose result
 job that squeue no longer lists and whose result has not appeared `lost_job_grace_s` later is lost. A
 lost job, and one whose result is an error raised past our task function (a signal, say), comes back as
 a FAILED JobReturn whose error says why; the sweeper (lstm_exp.jobs.sweep) counts it in the summary and
-the exit status and ends the job's run if the job left it open.
+the exit status and ends the job's run if the job left it open. A job that submitit requeued (Slurm's
+time-limit warning or a preemption, `max_num_timeout`; see jobs/slurm_requeue.py) keeps its id and stays
+in squeue (PENDING, reason BeginTime, until it starts again), so it is waited for like any queued job.
 
 The plugin class Hydra instantiates is hydra_plugins/lstm_exp_slurm_launcher (Hydra takes launchers
 from that package only); its knobs are in lstm_exp/config/slurm_schema.py. The plugin's own

@@ -11,12 +11,18 @@ from omegaconf import DictConfig, OmegaConf
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Keys that change where or whether a run is recorded, not what it computes.
 _NOT_COMPUTATION = ("tracking", "dry_run", "resume", "hydra", "sweep")
+# Task keys that change where training starts or how often it is saved, not the weights it ends with:
+# a run continued from another must hash like it.
+_TASK_NOT_COMPUTATION = ("checkpoint_every", "resume_from")
 
 
 def computation_config(cfg: DictConfig) -> dict:
     """The resolved config without the keys that do not change the arrays."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    return {key: value for key, value in plain.items() if key not in _NOT_COMPUTATION}
+    kept = {key: value for key, value in plain.items() if key not in _NOT_COMPUTATION}
+    if isinstance(kept.get("task"), dict):
+        kept["task"] = {k: v for k, v in kept["task"].items() if k not in _TASK_NOT_COMPUTATION}
+    return kept
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -104,6 +104,19 @@ class LocalStore(RunStore):
                 raise RunEnded(f"run {run_id} was ended {ended} by another process while its results "
                                "were logged")
 
+    def log_checkpoint(self, uri: str, run_id: str, path: str, best: bool) -> str:
+        """Uploads a checkpoint into the run, then tags it newest (and best); its artifact path.
+
+        Raises:
+            RunEnded: the run was ended by another process: nothing is added to it.
+        """
+        from lstm_exp.record import checkpoint_log
+
+        with self._bounded(uri):
+            client = self.client(uri)
+            check_running(client, run_id)
+            return checkpoint_log.log_checkpoint(client, run_id, Path(path), best)
+
     def end(self, uri: str, run_id: str, status: str, reason: str | None = None,
             orphans_reason: str | None = None) -> str:
         """Ends a run FINISHED, FAILED or KILLED with its reason, if it is still RUNNING.

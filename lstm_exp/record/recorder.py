@@ -129,6 +129,11 @@ class RecorderStore(RunStore):
         request = self.recorder.send("log", metrics=metrics.to_json(), **args)
         self.recorder.wait(request, "log", 10 * self.timeout_s)
 
+    def log_checkpoint(self, **args) -> str:
+        # An upload of the file: bounded like `log`.
+        request = self.recorder.send("log_checkpoint", **args)
+        return self.recorder.wait(request, "log_checkpoint", 10 * self.timeout_s)
+
     def log_summary(self, **args) -> None:
         self.recorder.wait(self.recorder.send("log_summary", **args), "log_summary", self.timeout_s)
 

@@ -101,14 +101,21 @@ class RunRecord:
     def _end_opened(cls, store: RunStore, request: OpenRequest, opened: dict, error: BaseException) -> None:
         """Ends the run an interrupted or failed opening created (a twin found by resume stays)."""
         if not opened["skipped"]:
-            cls(store, request.uri, opened["run_id"], opened["experiment_id"],
-                request.timeout_s)._end_anyway(*_status_of(error))
+            # Shielded: a second signal (a second Ctrl-C; the SIGTERM Slurm sends a job that submitit
+            # requeued on its USR2) must not cut the end short and leave the run RUNNING.
+            with repeats_ignored(f"ending run {opened['run_id']}"):
+                cls(store, request.uri, opened["run_id"], opened["experiment_id"],
+                    request.timeout_s)._end_anyway(*_status_of(error))
 
     def finish(self, folder: str, metrics: RunMetrics, params: dict[str, str], tags: dict[str, str]) -> None:
         """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED."""
         self.store.log(uri=self.uri, run_id=self.run_id, folder=folder, metrics=metrics, params=params,
                        tags=tags)
         self.status = "FINISHED"
+
+    def log_checkpoint(self, path: str, best: bool) -> str:
+        """Uploads a training checkpoint into the open run; its artifact path (checkpoint_log.py)."""
+        return self.store.log_checkpoint(uri=self.uri, run_id=self.run_id, path=path, best=best)
 
     def log_summary(self, rows: list[dict], tags: dict[str, str]) -> None:
         """A sweep parent's table of jobs (an MLflow table) and its tags; the run stays open."""
@@ -177,6 +184,9 @@ def _status_of(error: BaseException) -> tuple[str, str]:
         return "KILLED", "interrupted (Ctrl-C)"
     if isinstance(error, Terminated):
         return "KILLED", "terminated (SIGTERM: kill, scancel or a time limit)"
+    if isinstance(error, SystemExit):  # in a job: submitit, requeueing it on Slurm's USR2
+        return "FAILED", (f"SystemExit({error.code}): the job's process was told to exit (submitit does so "
+                          "after requeueing a job at its Slurm time limit or preemption)")
     return "FAILED", f"{type(error).__name__}: {error}"
 
 

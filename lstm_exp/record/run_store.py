@@ -41,6 +41,11 @@ class RunStore(Protocol):
         """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED."""
         ...
 
+    def log_checkpoint(self, *, uri: str, run_id: str, path: str, best: bool) -> str:
+        """Uploads a checkpoint file into the running run and marks it the newest (and best, if
+        `best`) by tags set once it is whole; returns its artifact path (checkpoint_log.py)."""
+        ...
+
     def log_summary(self, *, uri: str, run_id: str, rows: list[dict], tags: dict[str, str]) -> None:
         """A sweep parent's table of jobs and its tags; the run stays open."""
         ...
