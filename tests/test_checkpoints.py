@@ -122,6 +122,28 @@ def test_training_resumed_from_any_checkpoint_ends_with_the_same_weights():
         assert resumed.train_loss == straight.train_loss and resumed.val_loss == straight.val_loss
 
 
+@pytest.mark.slow
+def test_early_stopping_and_a_schedule_resume_from_any_checkpoint_to_the_same_end():
+    # min_delta so large that only the first epoch counts as an improvement: training stops after
+    # epoch 2 (patience 2) and ends with epoch 0's weights, whichever checkpoint it resumed from.
+    controls = dict(patience=2, min_delta=1e3, restore_best_weights=True, schedule="cosine", warmup_epochs=1)
+    task = OmegaConf.structured(TaskConfig(name="adding", timesteps=6, train_size=40, val_size=16, epochs=6,
+                                           batch_size=16, **controls))
+    spec = ModelSpec("lstm", (4,))
+    start = initial_weights(spec, tasks.features(task), 0)
+    saved = []
+    straight = train(task, spec, start, 0, checkpointing=Checkpointing(every=1, save=saved.append))
+    assert (straight.stopped_epoch, straight.best_epoch) == (2, 0)
+    assert [c.epochs_done for c in saved] == [1, 2, 3]  # the last one at the stop
+    assert any(name.startswith("early_stopping/best/") for name in saved[0].arrays)
+    for checkpoint in saved:
+        resumed = train(task, spec, start, 0, checkpointing=Checkpointing(start=checkpoint))
+        for name in straight.weights:
+            assert resumed.weights[name].tobytes() == straight.weights[name].tobytes(), (checkpoint, name)
+        assert (resumed.stopped_epoch, resumed.best_epoch) == (2, 0)
+        assert resumed.val_loss == straight.val_loss and resumed.learning_rates == straight.learning_rates
+
+
 def _runs(folder):
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("lstm_exp").experiment_id
