@@ -3,7 +3,8 @@ the arrays' bytes, side by side in one run.
 
 Each size runs `python -m lstm_exp.run` in a child process of its own; its peak is the child's max
 RSS (`os.wait4`). TensorFlow's base is measured in the same run, as the same command at T=1 (its
-arrays are a few KiB), because it varies with the machine and with what got imported. Targets:
+arrays are a few KiB), because it varies with the machine and with what got imported. The training
+sizes run one epoch each, one size per term of `config/task_memory.py` that is the largest. Targets:
 peak above the base <= 1.5x the arrays at T=2048, and the estimate within [1.0, 1.1]x every peak.
 
     .venv/bin/python scripts/bench_memory.py [--json bench_memory.json]
@@ -23,11 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 MODEL = ["model=stacked", "model.units=[256,256]", "input=random", "input.batch=32", "input.features=64",
          "tracking.enabled=false"]
 TIMESTEPS = (128, 512, 2048)
-TRAINING = {  # one size whose data sets dominate, one whose activations do
-    "data": ["task=adding", "model.units=[64]", "task.timesteps=200", "task.train_size=20000",
-             "task.val_size=2000", "task.batch_size=256"],
-    "activations": ["task=sine", "model.units=[256]", "task.timesteps=100", "task.train_size=4096",
-                    "task.val_size=1024", "task.batch_size=1024"],
+TRAINING = {  # each of training's terms the largest in one size (config/task_memory.py)
+    "drawing": ["task=copy", "task.symbols=32", "model.units=[16]", "task.timesteps=100",
+                "task.train_size=50000", "task.val_size=1000", "task.batch_size=512"],
+    "validation": ["task=adding", "model.units=[64]", "task.timesteps=200", "task.train_size=20000",
+                   "task.val_size=2000", "task.batch_size=256"],
+    "gradient": ["task=sine", "model.units=[256]", "task.timesteps=100", "task.train_size=4096",
+                 "task.val_size=1024", "task.batch_size=1024"],
+    "gradient, small batch": ["task=sine", "model.units=[512]", "task.timesteps=100", "task.train_size=1024",
+                              "task.val_size=256", "task.batch_size=256"],
 }
 TARGET_ABOVE_BASE = 1.5  # peak above the base, over the arrays, at T=2048
 TARGET_ESTIMATE = (1.0, 1.1)  # estimate over peak

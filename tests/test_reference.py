@@ -159,7 +159,11 @@ def test_the_estimate_is_the_base_the_arrays_and_one_chunk_of_the_check():
     arrays = 2 * 32 * 2048 * 256 * 5 + 2 * 2 * 32 * 256  # sequences, gates, h, c; output is the last sequence
     inputs = 2 * 32 * 2048 * 64  # NumPy's and the engine's copies
     weights = (64 + 256 + 2) * 1024 + (256 + 256 + 2) * 1024
-    check = check_rows(shapes) * reference_row_bytes(shapes)
-    assert estimate_bytes(shapes, spec, 64) == TF_BASE_BYTES + 4 * (arrays + inputs + weights) + check
+    counted = 4 * (arrays + inputs + weights) + check_rows(shapes) * reference_row_bytes(shapes)
+    pools = min(64 * 2**20, int(0.15 * counted))  # the libraries' pools, 15 % of the count up to 64 MiB
+    assert pools == 64 * 2**20  # this size is past the bound
+    assert estimate_bytes(shapes, spec, 64) == TF_BASE_BYTES + counted + pools
+    small = expected_shapes(spec, 32, 128, 64, one_step=False)
+    assert estimate_bytes(small, spec, 64) < estimate_bytes(shapes, spec, 64)
     assert largest_arrays(shapes) == "gates"
     assert largest_arrays(expected_shapes(ModelSpec("gru", (256, 256)), 32, 2048, 64, False)) == "sequences"

@@ -34,7 +34,7 @@ from lstm_exp.config.controls_validate import MAX_CLASSES
 from lstm_exp.config.memory import TF_BASE_BYTES
 from lstm_exp.config.specs import ModelSpec, RunSpec, TaskSpec
 from lstm_exp.config.task_kinds import MAX_TIMESTEPS
-from lstm_exp.config.task_memory import data_training_bytes
+from lstm_exp.config.task_memory import TrainingSizes, training_peak_bytes
 from lstm_exp.errors import ConfigError
 
 KEY = "task.path"
@@ -229,8 +229,10 @@ def file_training_bytes(data: TaskData, spec: ModelSpec, batch_size: int) -> int
     """Bytes training on the file's splits holds at its peak, TensorFlow's base aside."""
     steps, features = data.x_train.shape[1:]
     target_values = int(np.prod(data.y_train.shape[1:], dtype=np.int64))
-    return data_training_bytes(spec, len(data.x_train), len(data.x_val), steps, features, target_values,
-                               data.outputs, batch_size)
+    # draw_bytes 0: the splits are read, not drawn (the reader checked its own peak against the budget)
+    sizes = TrainingSizes(len(data.x_train), len(data.x_val), steps, features, target_values, data.outputs,
+                          data.per_step, batch_size, draw_bytes=0)
+    return training_peak_bytes(sizes, spec) - TF_BASE_BYTES
 
 
 def _check_memory(task, spec, run, path, data: TaskData) -> None:

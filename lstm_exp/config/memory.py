@@ -22,6 +22,13 @@ FLOAT64 = 8
 # above every peak measured there. Another machine, or a sweep's job (which imports MLflow too),
 # has another base: the bench prints the base it measures next to this constant.
 TF_BASE_BYTES = 820 * 2**20
+# What the libraries' pools (TensorFlow's, the allocator's, BLAS's buffers) hold beyond the bytes a
+# forward run counts, growing with them up to a bound. Measured (scripts/bench_memory.py) on a 2-core
+# "AMD EPYC", whose base is 801 MiB: runs counting 107, 228 and 720 MiB (T=128, 512, 2048) held 15,
+# 49 and 65 MiB more, so that the base alone left T=512 and 2048 3 % under their peaks; 15 % of the
+# count, at most 64 MiB, puts every one 1.00-1.03x (and the Intel runs above at most 1.10x).
+POOL_FRACTION = 0.15
+POOL_CAP_BYTES = 64 * 2**20
 INPUT_COPIES = 2  # the input: NumPy's float32 array and the engine's tf.constant of it
 CHECK_BUDGET_BYTES = 64 * 2**20  # the float64 check's working set: rows are checked this many bytes at a time
 

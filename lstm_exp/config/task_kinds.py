@@ -53,7 +53,8 @@ class TaskKind:
     per_step: bool  # a target at every step; False: one target per sequence, from the final state
     loss: str  # mse | crossentropy
     causal: bool
-    draw_bytes: int
+    draw_bytes: float  # bytes held per input value while a split is drawn (`task_memory.py`)
+    draw_step_bytes: float = 0  # and per sequence and step besides (copy: its int64 codes, int32 y)
     check: Callable[[object], None] = lambda task: None  # the task's own keys (timesteps already valid)
 
     def target_width(self, task) -> int:
@@ -65,9 +66,9 @@ TASK_KINDS = {
     "adding": TaskKind(lambda task: 2, lambda task: 1, per_step=False, loss="mse", causal=False,
                        draw_bytes=16),
     "copy": TaskKind(lambda task: task.symbols + 2, lambda task: task.symbols + 1, per_step=True,
-                     loss="crossentropy", causal=True, draw_bytes=16, check=_check_copy),
+                     loss="crossentropy", causal=True, draw_bytes=12, draw_step_bytes=12, check=_check_copy),
     "flipflop": TaskKind(lambda task: 3, lambda task: 3, per_step=True, loss="mse", causal=True,
-                         draw_bytes=40, check=_check_flipflop),
+                         draw_bytes=34, check=_check_flipflop),
     "sine": TaskKind(lambda task: 1, lambda task: 1, per_step=True, loss="mse", causal=True, draw_bytes=24),
 }
 TASK_NAMES = (NO_TASK, *TASK_KINDS, FILE_TASK)
