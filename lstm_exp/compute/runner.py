@@ -82,7 +82,7 @@ def prepare(experiment: Experiment) -> Prepared:
 def execute(
     experiment: Experiment,
     prepared: Prepared | None = None,
-    on_epoch: Callable[[int, float, float, float], None] | None = None,
+    on_epoch: Callable[[int, float, float, float], bool | None] | None = None,
 ) -> Result:
     """Runs the experiment: trains first when it has a task, then the forward pass and its check.
 
@@ -90,7 +90,7 @@ def execute(
         experiment: the parsed config (`config.experiment.parse`).
         prepared: the output of `prepare(experiment)`, when the caller already prepared.
         on_epoch: with a task, called after each training epoch as
-            on_epoch(epoch, train_loss, val_loss, seconds) (see `training.train`).
+            on_epoch(epoch, train_loss, val_loss, seconds); True stops training (see `training.train`).
 
     Returns:
         A `Result` whose arrays have exactly the expected shapes.

@@ -131,7 +131,7 @@ def train(
     spec: ModelSpec,
     weights: dict[str, np.ndarray],
     seed: int,
-    on_epoch: Callable[[int, float, float, float], None] | None = None,
+    on_epoch: Callable[[int, float, float, float], bool | None] | None = None,
 ) -> TrainResult:
     """Trains the stack on `task` for `task.epochs` epochs.
 
@@ -141,7 +141,8 @@ def train(
         weights: keras-layout starting weights (fresh from the seed, or loaded) for the task's inputs.
         seed: the run's seed.
         on_epoch: called after each epoch as on_epoch(epoch, train_loss, val_loss, seconds), epochs
-            counted from 0; seconds include the first epoch's tracing.
+            counted from 0; seconds include the first epoch's tracing. Returning True stops training
+            after that epoch (a search's pruned trial): the result holds the epochs that ran.
 
     Returns:
         A `TrainResult`; its weights replace the run's weights for the forward pass.
@@ -161,8 +162,8 @@ def train(
         train_loss.append(losses[0])
         val_loss.append(losses[1])
         epoch_s.append(seconds)
-        if on_epoch is not None:
-            on_epoch(epoch, losses[0], losses[1], seconds)
+        if on_epoch is not None and on_epoch(epoch, losses[0], losses[1], seconds) is True:
+            break
     held_x, held_y = tasks.held_out(task, seed)
     return TrainResult(train_loss, val_loss, trainer.data.baseline_loss, time.perf_counter() - started,
                        trainer.weights(), trainer.readout_weights(), held_x, held_y, trainer.data.loss,

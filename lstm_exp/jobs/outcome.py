@@ -19,6 +19,12 @@ class JobOutcome:
     seconds: float = 0.0
     output_shape: str = ""
     metrics: dict[str, float] = field(default_factory=dict)  # the few a summary table shows
+    # A search trial's: COMPLETE | PRUNED | FAIL, its objective value, why it failed or was pruned,
+    # and the epochs it trained (see trial_reporting.py).
+    trial_state: str | None = None
+    objective: float | None = None
+    trial_note: str | None = None
+    epochs: int | None = None
 
 
 class RecordedFailure(Exception):

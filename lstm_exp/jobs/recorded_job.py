@@ -10,11 +10,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lstm_exp.config.search_settings import TrialSpec
 from lstm_exp.config.specs import Experiment
 from lstm_exp.config.store_checks import MAX_RUN_NAME
 from lstm_exp.errors import ConfigError
 from lstm_exp.jobs.outcome import JobOutcome, RecordedFailure
 from lstm_exp.jobs.text import epoch_printer, format_report, job_overrides
+from lstm_exp.record import search_record
 from lstm_exp.record import store as mlflow_store
 from lstm_exp.record.identity import config_hash
 from lstm_exp.record.run_store import RunStore
@@ -29,12 +31,13 @@ class RecordedJob:
         overrides: the job's command-line overrides (its tags and default run name).
         parent_run_id: the sweep's parent run, for a sweep's job.
         launch_dir: where the command was started; the default store is there.
+        trial: a search's trial (reported to per epoch, maybe pruned); None outside a search.
     """
 
     def __init__(self, cfg: DictConfig, experiment: Experiment, overrides: list[str],
-                 parent_run_id: str | None, launch_dir: Path | None) -> None:
+                 parent_run_id: str | None, launch_dir: Path | None, trial: TrialSpec | None = None) -> None:
         self.cfg, self.experiment, self.overrides = cfg, experiment, overrides
-        self.parent_run_id = parent_run_id
+        self.parent_run_id, self.trial = parent_run_id, trial
         self.uri = mlflow_store.default_store_uri(experiment.tracking.uri, launch_dir)
 
     def run(self, store: RunStore, prepared, start: float) -> JobOutcome:
@@ -48,12 +51,12 @@ class RecordedJob:
                               seconds=time.perf_counter() - start)
         try:
             with record:
-                result, report, summary = self._compute_and_record(record, prepared)
+                result, report, summary, trial = self._compute_and_record(record, prepared)
         except Exception as error:
             raise RecordedFailure(record.run_id) from error
         return JobOutcome(0, "FINISHED", report + self._links(record), record.run_id, record.experiment_id,
                           self.uri, seconds=time.perf_counter() - start, metrics=summary,
-                          output_shape=str(tuple(result.arrays["output"].shape)))
+                          output_shape=str(tuple(result.arrays["output"].shape)), **trial)
 
     def _open(self, store: RunStore):
         from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
@@ -61,6 +64,8 @@ class RecordedJob:
 
         tracking = self.experiment.tracking
         tags = mlflow_store.run_tags(self.experiment, config_hash(self.cfg), self.overrides)
+        if self.trial is not None:
+            tags |= search_record.trial_tags(self.trial.study, self.trial.number)
         request = OpenRequest(self.uri, tracking.experiment, tracking.timeout_s, tags,
                               run_name(tracking.run_name, self.experiment.model_name, self.overrides),
                               self.parent_run_id, self.experiment.resume)
@@ -79,15 +84,33 @@ class RecordedJob:
             raise ConnectionError(f"lost the tracking store since the sweep started: {error}") from None
 
     def _compute_and_record(self, record, prepared):
-        """Inside the open run: executes, writes the run's folder, and logs it; (result, report, summary)."""
+        """Inside the open run: executes, writes the run's folder, and logs it.
+
+        Returns:
+            (result, report, summary, trial): `trial` holds a search trial's `JobOutcome` fields.
+        """
         from lstm_exp.compute.analyses import layer_pca
         from lstm_exp.compute.runner import execute
         from lstm_exp.record import artifacts
         from lstm_exp.record.metrics import run_metrics
 
         experiment = self.experiment
-        result = execute(experiment, prepared, on_epoch=epoch_printer(experiment.task))
+        on_epoch = epoch_printer(experiment.task)
+        reporter = None
+        if self.trial is not None:
+            from lstm_exp.jobs.trial_reporting import TrialReporter
+
+            reporter = TrialReporter(self.trial, on_epoch)
+            on_epoch = reporter.on_epoch
+        result = execute(experiment, prepared, on_epoch=on_epoch)
         report = format_report(experiment, result)
+        trial, trial_tags = {}, {}
+        if reporter is not None and result.training is not None:
+            t = result.training
+            state, value, note = reporter.verdict({"val_loss": t.val_loss[-1], "train_loss": t.train_loss[-1],
+                                                   "baseline_loss": t.baseline_loss})
+            trial = {"trial_state": state, "objective": value, "trial_note": note, "epochs": len(t.val_loss)}
+            trial_tags = search_record.trial_state_tags(state, note)
         with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
             pca = layer_pca(result.arrays, result.spec, prepared.data.lengths)  # one SVD per layer
             config_yaml = OmegaConf.to_yaml(self.cfg, resolve=True)
@@ -96,8 +119,9 @@ class RecordedJob:
             metrics = run_metrics(result, prepared.data, pca)
             params = mlflow_store.flatten(OmegaConf.to_container(self.cfg, resolve=True))
             tags = {**mlflow_store.version_tags(), **artifacts.description_tags(experiment, result)}
+            tags |= trial_tags
             record.finish(str(folder), metrics, params, tags)
-        return result, report, metrics.summary()
+        return result, report, metrics.summary(), trial
 
     def _links(self, record) -> str:
         """Where the run is, and how to browse it (and load its model) — after the report."""

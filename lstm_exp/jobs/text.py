@@ -115,3 +115,17 @@ def epoch_printer(task: TaskSpec | None):
               f"  {seconds:.1f} s", flush=True)
 
     return print_epoch
+
+
+def trial_line(number: int, total: int, params: dict, outcome, metric: str) -> str:
+    """One line per finished search trial: number, params, value or PRUNED at epoch k, seconds, run."""
+    shown = " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in params.items())
+    if outcome.trial_state == "COMPLETE":
+        ended = f"{metric} {outcome.objective:.6g}"
+    elif outcome.trial_state == "PRUNED":
+        ended = f"PRUNED at epoch {outcome.epochs}"
+    else:
+        ended = f"FAIL ({outcome.trial_note or outcome.error})"
+    run = f"  run {outcome.run_id}" if outcome.run_id else ""
+    return f"trial {number} [of {total}]  {shown}  {ended}  {outcome.seconds:.1f} s{run}"
