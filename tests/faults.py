@@ -7,7 +7,8 @@ before the task, under every launcher. A job whose `seed` is chosen gets, for it
 wrapped `lstm_exp.compute.runner.execute` (jobs/job.py imports it at call time):
 - pause: after the forward pass and its reference check, the job waits, its MLflow run open, until
   `RELEASE_FILE` appears in the launch directory (at most `RELEASE_WAIT_S`, then it fails);
-- forward: after the forward pass, the job raises ("fault injected ...").
+- forward: after the forward pass, the job raises ("fault injected ...");
+- nan: training's per-epoch callback sees val_loss NaN (a diverged training, as a search trial sees it).
 Keyed on the seed, the faulty job is named in the `lstm_exp.overrides` tag and the sweep's lines
 (`seed=1`), which Hydra's own `hydra.*` overrides never are.
 
@@ -29,9 +30,10 @@ RELEASE_WAIT_S = 300  # a test that never releases its paused jobs stops them, o
 POLL_S = 0.1
 
 
-def fault_overrides(pause: Iterable[int] = (), forward: Iterable[int] = ()) -> tuple[str, ...]:
-    """The CLI overrides that make the jobs of these seeds pause or fail after the forward pass."""
-    listed = {"pause_seeds": list(pause), "forward_seeds": list(forward)}
+def fault_overrides(pause: Iterable[int] = (), forward: Iterable[int] = (),
+                    nan: Iterable[int] = ()) -> tuple[str, ...]:
+    """The CLI overrides that make the jobs of these seeds pause, fail, or see a NaN val_loss."""
+    listed = {"pause_seeds": list(pause), "forward_seeds": list(forward), "nan_seeds": list(nan)}
     return ("+hydra.callbacks.fault._target_=faults.Fault",
             *(f"+hydra.callbacks.fault.{key}=[{','.join(map(str, seeds))}]"
               for key, seeds in listed.items() if seeds))
@@ -50,23 +52,30 @@ class Fault(Callback):
         pause_seeds: seeds whose jobs hold their open run until `RELEASE_FILE` appears in the launch
             directory (`hydra.runtime.cwd`).
         forward_seeds: seeds whose jobs raise a RuntimeError after the forward pass.
+        nan_seeds: seeds whose jobs' per-epoch callback receives val_loss NaN.
     """
 
-    def __init__(self, pause_seeds: Iterable[int] = (), forward_seeds: Iterable[int] = ()) -> None:
+    def __init__(self, pause_seeds: Iterable[int] = (), forward_seeds: Iterable[int] = (),
+                 nan_seeds: Iterable[int] = ()) -> None:
         self.pause_seeds = frozenset(pause_seeds)
         self.forward_seeds = frozenset(forward_seeds)
+        self.nan_seeds = frozenset(nan_seeds)
         self._execute = None  # lstm_exp's own `execute` while a job runs with it wrapped
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         from lstm_exp.compute import runner
 
         pause, forward = config.seed in self.pause_seeds, config.seed in self.forward_seeds
-        if not (pause or forward):
+        nan = config.seed in self.nan_seeds
+        if not (pause or forward or nan):
             return
         execute, release = runner.execute, Path(config.hydra.runtime.cwd) / RELEASE_FILE
         reason = f"fault injected after the forward pass (faults.Fault, seed {config.seed})"
 
         def execute_with_fault(*args, **options):
+            if nan and options.get("on_epoch") is not None:
+                on_epoch = options["on_epoch"]
+                options["on_epoch"] = lambda epoch, train, val, s: on_epoch(epoch, train, float("nan"), s)
             result = execute(*args, **options)  # the forward pass and its reference check
             if pause:
                 _wait_for(release)

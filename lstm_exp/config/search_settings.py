@@ -39,6 +39,7 @@ class TrialSpec:
     study: str
     storage: str
     metric: str
+    pruner: str
 
 
 def _count(key: str, value, allowed: str) -> int:
@@ -84,4 +85,5 @@ def parse_trial(sweep: DictConfig) -> TrialSpec | None:
     """The trial a search's job runs, or None outside a search."""
     if sweep.trial is None:
         return None
-    return TrialSpec(int(sweep.trial), str(sweep.study), str(sweep.storage), sweep.metric or "val_loss")
+    return TrialSpec(int(sweep.trial), str(sweep.study), str(sweep.storage), sweep.metric or "val_loss",
+                     sweep.pruner or "median")

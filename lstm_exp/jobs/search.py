@@ -128,7 +128,7 @@ class _Workers:
                 self.running.add(trial.number)
             overrides = [*self.fixed, *(trial_override(k, v) for k, v in trial.params.items()),
                          f"sweep.trial={trial.number}", f"sweep.study='{self.name}'",
-                         f"sweep.storage='{self.storage}'"]
+                         f"sweep.storage='{self.storage}'", f"sweep.pruner={self.settings.pruner}"]
             start = time.perf_counter()
             try:
                 result = _launch(self.sweeper.launcher, [overrides], trial.number)[0]

@@ -25,6 +25,7 @@ from lstm_exp.config.search_settings import SearchSettings
 JOURNAL = "optuna_journal.log"
 STALE = "lstm_exp.stale"  # user attribute of a trial failed because its worker died
 REASON = "lstm_exp.fail_reason"  # user attribute: why a trial failed
+PRUNER_STARTUP = 2  # completed trials the median pruner waits for
 DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql")
 
 
@@ -36,8 +37,13 @@ def default_storage(tracking_uri: str, launch_dir: Path) -> str:
 
 
 def default_study_name(experiment: str, space: dict, fixed: list[str]) -> str:
-    """A name fixed by the search's space and fixed overrides: the same command finds the same study."""
-    text = repr(sorted((k, repr(v)) for k, v in space.items())) + repr(sorted(fixed))
+    """A name fixed by the search's space and fixed overrides: the same command finds the same study.
+
+    Hydra's own overrides (`hydra.*`: the launcher, callbacks, n_trials) do not change what a trial
+    computes, so they leave the name alone: a study continued with more trials or workers is the same.
+    """
+    computing = [o for o in fixed if not o.lstrip("+~").startswith("hydra")]
+    text = repr(sorted((k, repr(v)) for k, v in space.items())) + repr(sorted(computing))
     return f"{experiment}-search-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
@@ -62,19 +68,21 @@ def _sampler(settings: SearchSettings):
                                       n_startup_trials=min(10, max(2, settings.n_trials // 3)))
 
 
-def _pruner(settings: SearchSettings):
-    if settings.pruner == "none":
+def make_pruner(name: str):
+    """`median` or `none`. Built alike by the sweeper and by each trial's job, whose `should_prune`
+    is where the pruner decides; so it depends on nothing but its name."""
+    if name == "none":
         return optuna.pruners.NopPruner()
-    # Prune from the second epoch on, once a few trials have finished to compare against.
-    return optuna.pruners.MedianPruner(n_startup_trials=min(4, max(1, settings.n_trials // 4)),
-                                       n_warmup_steps=1)
+    # From the second epoch on (the first is noisy), once PRUNER_STARTUP trials have completed: a trial
+    # whose val_loss at an epoch is worse than the median of the completed trials' at that epoch.
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=1)
 
 
 def load_study(settings: SearchSettings, name: str, storage: str) -> optuna.Study:
     """The study (created on first use); in a joblib or Slurm job, the same object from the storage."""
     return optuna.create_study(storage=open_storage(storage), study_name=name, load_if_exists=True,
                                direction=settings.direction, sampler=_sampler(settings),
-                               pruner=_pruner(settings))
+                               pruner=make_pruner(settings.pruner))
 
 
 def fail_stale_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

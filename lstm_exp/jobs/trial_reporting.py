@@ -27,10 +27,11 @@ class TrialReporter:
     def __init__(self, spec: TrialSpec, printer=None) -> None:
         import optuna
 
-        from lstm_exp.jobs.study import open_storage, trial_of
+        from lstm_exp.jobs.study import make_pruner, open_storage, trial_of
 
         self.spec, self.printer = spec, printer
-        study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.storage))
+        study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.storage),
+                                  pruner=make_pruner(spec.pruner))
         self.trial = trial_of(study, spec.number)
         self.epochs = 0
         self.pruned = False
