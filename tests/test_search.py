@@ -189,3 +189,29 @@ def test_killed_search_resumes_to_exactly_n_trials(tmp_path):
     assert len(children) == 4 and "RUNNING" not in {r.info.status for r in children}
     stale = [r for r in children if r.data.tags["lstm_exp.trial"] == "0"]
     assert stale[0].info.status == "FAILED" and stale[0].data.tags["lstm_exp.trial_state"] == "FAIL"
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_no_run_running_and_the_trial_failed(tmp_path):
+    command = [sys.executable, "-m", "lstm_exp.run", "-m", "hydra/sweeper=search", *TINY,
+               "hydra.sweeper.n_trials=3", "task.learning_rate=0.05,0.01",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}", *fault_overrides(pause=[0])]
+    log_path = tmp_path / "stopped.log"
+    with log_path.open("w") as log:
+        env = on_python_path({**os.environ, "PYTHONUNBUFFERED": "1"})
+        stopped = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+        try:
+            deadline = time.monotonic() + WAIT_S  # the first trial holds its run open at its pause
+            while "epoch 3/3" not in log_path.read_text() and time.monotonic() < deadline:
+                assert stopped.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            stopped.send_signal(signal.SIGTERM)
+            assert stopped.wait(timeout=WAIT_S) == 143, log_path.read_text()[-3000:]
+        finally:
+            if stopped.poll() is None:
+                os.killpg(stopped.pid, signal.SIGKILL)
+                stopped.wait(timeout=60)
+    assert [t.state.name for t in _study(tmp_path).trials] == ["FAIL"]
+    _, parents, children = _runs(tmp_path)
+    assert [r.info.status for r in [*parents, *children]] == ["KILLED", "KILLED"]
