@@ -215,3 +215,25 @@ def test_sigterm_leaves_no_run_running_and_the_trial_failed(tmp_path):
     assert [t.state.name for t in _study(tmp_path).trials] == ["FAIL"]
     _, parents, children = _runs(tmp_path)
     assert [r.info.status for r in [*parents, *children]] == ["KILLED", "KILLED"]
+
+
+@pytest.mark.slow
+@pytest.mark.service
+def test_study_in_postgresql_storage(tmp_path):
+    from services import postgres_cluster
+
+    with postgres_cluster() as database:
+        proc = _search("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_workers=2",
+                       "hydra.sweeper.n_trials=3", "hydra.sweeper.seed=0", "hydra.sweeper.study_name=pg",
+                       f"hydra.sweeper.storage={database}", "task.learning_rate=0.05,0.01",
+                       cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        study = optuna.load_study(study_name="pg", storage=database)
+        values = {t.number: t.value for t in study.trials}
+    assert not (tmp_path / "optuna_journal.log").exists()
+    _, parents, children = _runs(tmp_path)
+    assert len(children) == 3 and {r.info.status for r in [*parents, *children]} == {"FINISHED"}
+    for run in children:
+        assert math.isclose(values[int(run.data.tags["lstm_exp.trial"])], run.data.metrics["val_loss"],
+                            rel_tol=1e-9)
+    assert parents[0].data.tags["lstm_exp.study_storage"] == database

@@ -4,12 +4,14 @@ Checked once in the launching process, before the study or the parent run is tou
 `ConfigError` naming `hydra.sweeper.<key>` (exit 2).
 """
 
+import re
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
 from lstm_exp.errors import ConfigError
 
+PASSWORD_IN_URL = re.compile(r"://[^/@]*:[^/@]*@")
 SAMPLERS = ("tpe", "random", "cmaes")
 PRUNERS = ("median", "none")
 # val_loss / baseline_loss is derived from the two logged metrics; the others are logged by each run.
@@ -69,6 +71,10 @@ def parse_settings(sweeper: DictConfig, sweep: DictConfig, trains: bool) -> Sear
         value = sweeper[key]
         if value is not None and (not isinstance(value, str) or not value.strip() or "'" in value):
             raise ConfigError(f"hydra.sweeper.{key}", value, "null or a non-empty text without quotes")
+    if sweeper.storage is not None and PASSWORD_IN_URL.search(sweeper.storage):
+        # The storage reaches every trial's config and the parent's tags: credentials stay out of it.
+        raise ConfigError("hydra.sweeper.storage", "<a URL with a password>", "a URL without user:password@ "
+                          "(PostgreSQL reads the password from PGPASSWORD or ~/.pgpass)")
     metric = sweep.metric or "val_loss"
     if metric not in OBJECTIVES:
         raise ConfigError("sweep.metric", metric, "an objective a search can use: " + ", ".join(OBJECTIVES))
