@@ -77,7 +77,7 @@ class SearchParent:
                 "lstm_exp.study_storage": self.storage}
         params = {"search.study_name": self.study_name, "search.storage": self.storage}
         search_record.log_study(self.client, self.record.run_id, rows, best, tags, params, study)
-        self.record.end("FINISHED")
+        self.record.end("FINISHED", orphans_reason=ORPHAN_REASON)  # a job lost by its launcher
         print(text.replace("**", ""))
         record = self.record
         print(f"search parent run {record.run_id}: "

@@ -57,9 +57,13 @@ def format_estimate(estimate: int, max_memory_gb: float, largest: str) -> str:
     return line
 
 
+SEARCH_KEYS = ("sweep.trial=", "sweep.study=", "sweep.storage=", "sweep.pruner=")
+
+
 def job_overrides(overrides: list[str]) -> list[str]:
-    """The overrides that say what a job computes (where it records, and Hydra's own, left out)."""
-    return [o for o in overrides if not o.startswith(("tracking", "hydra", "resume="))]
+    """The overrides that say what a job computes (where it records, Hydra's own, and a search trial's
+    hidden `sweep.trial|study|storage|pruner`, left out)."""
+    return [o for o in overrides if not o.startswith(("tracking", "hydra", "resume=", *SEARCH_KEYS))]
 
 
 def progress_line(index: int, total: int | None, overrides: list[str], outcome) -> str:
