@@ -18,9 +18,15 @@ import pytest
 from conftest import error_lines, run_cli
 from faults import RELEASE_FILE, fault_overrides, on_python_path
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis_budget import budget
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from lstm_exp import compose
+from lstm_exp.config.compose import CONFIG_DIR
+from lstm_exp.config.search_settings import parse_settings
 from lstm_exp.config.search_space import parse_search
 from lstm_exp.errors import ConfigError
 
@@ -62,6 +68,31 @@ def test_bad_spaces_are_refused_naming_the_key(argument, key, says):
     with pytest.raises(ConfigError) as refused:
         parse_search(OverridesParser.create(), [argument], compose("task=adding"))
     assert str(refused.value).startswith(key) and says in str(refused.value)
+
+
+@budget(40)
+@given(low=st.floats(-1e6, 1e6), gap=st.floats(1e-6, 1e6))
+def test_an_interval_with_low_above_high_is_refused(low, gap):
+    high, low = low, low + gap
+    with pytest.raises(ConfigError) as refused:
+        parse_search(OverridesParser.create(), [f"task.learning_rate=interval({low!r}, {high!r})"],
+                     compose("task=adding"))
+    assert str(refused.value).startswith("task.learning_rate must be an interval(low, high)")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("n_trials", 0), ("n_trials", True), ("n_trials", "ten"), ("n_workers", -1), ("sampler", "grid"),
+    ("pruner", "hyperband"), ("seed", -1), ("study_name", ""),
+    ("storage", "postgresql://alice:secret@db.example/optuna"),
+])
+def test_bad_sweeper_settings_are_refused_naming_the_key(key, value):
+    sweeper = OmegaConf.load(CONFIG_DIR / "hydra" / "sweeper" / "search.yaml")  # the real defaults
+    parse_settings(sweeper, compose("task=adding").sweep, trains=True)
+    sweeper[key] = value
+    with pytest.raises(ConfigError) as refused:
+        parse_settings(sweeper, compose("task=adding").sweep, trains=True)
+    assert str(refused.value).startswith(f"hydra.sweeper.{key} must be")
+    assert "secret" not in str(refused.value)
 
 
 def test_space_in_hydra_grammar():
