@@ -10,7 +10,9 @@ and for 4: the study's trials counted toward n_trials, its trials in all, child 
 Name the CPU with the figures (it is printed first). Wall time on a shared machine is noisy: one
 sample per study; run it on a quiet machine for figures to quote.
 
-    .venv/bin/python scripts/bench_search.py [--smoke]   # smoke: 8 trials, tiny trainings
+    .venv/bin/python scripts/bench_search.py [--smoke] [--epochs N --train-size N]
+    # smoke: 8 trials, tiny trainings. Pruning saves epochs, not a trial's fixed cost (the job's start,
+    # tracing, recording: ~10 s here), so its saving grows with the epochs' share of a trial.
 """
 
 import argparse
@@ -95,7 +97,13 @@ def _run(command: list[str], launch: Path, kill_after: int | None = None) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="8 trials of tiny trainings")
-    size = SIZES["smoke" if parser.parse_args().smoke else "full"]
+    parser.add_argument("--epochs", type=int, help="task.epochs (full: 8)")
+    parser.add_argument("--train-size", type=int, help="task.train_size (full: 1024)")
+    args = parser.parse_args()
+    size = dict(SIZES["smoke" if args.smoke else "full"])
+    replaced = {"task.epochs": args.epochs, "task.train_size": args.train_size}
+    size["task"] = tuple(f"{key}={replaced[key]}" if replaced.get(key := o.split("=")[0]) else o
+                         for o in size["task"])
     print(f"CPU: {_cpu()}; {size['trials']} trials, 2 joblib workers, {' '.join(size['task'])}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_search_") as tmp:
         results = {}
