@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="8 trials of tiny trainings")
     parser.add_argument("--epochs", type=int, help="task.epochs (full: 8)")
     parser.add_argument("--train-size", type=int, help="task.train_size (full: 1024)")
+    parser.add_argument("--ratio-only", action="store_true", help="only studies 1 and 2: pruning's saving")
     args = parser.parse_args()
     size = dict(SIZES["smoke" if args.smoke else "full"])
     replaced = {"task.epochs": args.epochs, "task.train_size": args.train_size}
@@ -107,14 +108,20 @@ def main() -> None:
     print(f"CPU: {_cpu()}; {size['trials']} trials, 2 joblib workers, {' '.join(size['task'])}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_search_") as tmp:
         results = {}
-        for label, sampler, pruner in (("tpe+median", "tpe", "median"), ("tpe, no pruning", "tpe", "none"),
-                                       ("random, no pruning", "random", "none")):
+        studies = (("tpe+median", "tpe", "median"), ("tpe, no pruning", "tpe", "none"),
+                   ("random, no pruning", "random", "none"))
+        for label, sampler, pruner in studies[:2] if args.ratio_only else studies:
             launch = Path(tmp) / label.replace(" ", "_").replace(",", "")
             launch.mkdir()
             seconds = _run(_command(size, sampler, pruner, launch), launch)
             results[label] = {"wall_s": seconds, **_study(launch)}
             print(f"{label:20s} {seconds:7.1f} s wall  pruned {results[label]['pruned']}/"
                   f"{results[label]['trials']}  best val_loss {results[label]['best']:.4g}", flush=True)
+        pruned, plain = results["tpe+median"], results["tpe, no pruning"]
+        print(f"\nwall time, pruning / no pruning: {pruned['wall_s'] / plain['wall_s']:.2f} (target <= 0.7)")
+        print(f"fraction pruned: {pruned['pruned'] / pruned['trials']:.2f} (target >= 0.25)")
+        if args.ratio_only:
+            return
         launch = Path(tmp) / "killed"
         launch.mkdir()
         command = _command(size, "tpe", "median", launch)
@@ -122,9 +129,7 @@ def main() -> None:
         killed = _study(launch)
         _run(command, launch)
         resumed = _study(launch)
-    pruned, plain, rand = results["tpe+median"], results["tpe, no pruning"], results["random, no pruning"]
-    print(f"\nwall time, pruning / no pruning: {pruned['wall_s'] / plain['wall_s']:.2f} (target <= 0.7)")
-    print(f"fraction pruned: {pruned['pruned'] / pruned['trials']:.2f} (target >= 0.25)")
+    rand = results["random, no pruning"]
     print(f"best val_loss: tpe+median {pruned['best']:.4g}  vs  random {rand['best']:.4g} "
           f"({'within' if pruned['best'] <= rand['best'] else 'NOT within'} the random search's best)")
     print(f"killed after {killed['done']} finished trials ({killed['running']} runs left RUNNING); resumed: "
