@@ -31,7 +31,7 @@ from lstm_exp.jobs import study as studies
 from lstm_exp.jobs.handover import hand_over
 from lstm_exp.jobs.output_dirs import make_output_dir
 from lstm_exp.jobs.search_parent import SearchParent
-from lstm_exp.jobs.sweep import PARENT_ENV, SIZE_ENV, _environment, _launch, _outcome
+from lstm_exp.jobs.sweep import PARENT_ENV, SIZE_ENV, job_environment, job_outcome, launch_jobs
 from lstm_exp.jobs.sweep_grid import params_overrides
 from lstm_exp.jobs.text import trial_line
 
@@ -76,7 +76,7 @@ def run_search(sweeper, arguments: list[str]) -> list:
           f"trials done, {to_run} to run on {settings.n_workers} worker(s)"
           + (f"; {len(stale)} trial(s) a dead worker left are asked again" if stale else ""), flush=True)
     workers = _Workers(sweeper, study, space, fixed, name, storage, settings, to_run)
-    with _environment({PARENT_ENV: parent.record.run_id, SIZE_ENV: str(settings.n_trials)}), parent.record:
+    with job_environment({PARENT_ENV: parent.record.run_id, SIZE_ENV: str(settings.n_trials)}), parent.record:
         parent.end_stale()
         try:
             workers.run()
@@ -131,8 +131,8 @@ class _Workers:
                          f"sweep.storage='{self.storage}'", f"sweep.pruner={self.settings.pruner}"]
             start = time.perf_counter()
             try:
-                result = _launch(self.sweeper.launcher, [overrides], trial.number)[0]
-                outcome = _outcome(result)
+                result = launch_jobs(self.sweeper.launcher, [overrides], trial.number)[0]
+                outcome = job_outcome(result)
             except Exception as error:  # noqa: BLE001 - a launcher that lost the job: this trial fails
                 from lstm_exp.jobs.outcome import failure_outcome
 
