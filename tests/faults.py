@@ -12,7 +12,8 @@ wrapped `lstm_exp.compute.runner.execute` (jobs/job.py imports it at call time):
   process sends itself `kill_signal` (SIGKILL by default: a kill that nothing can catch);
 - stall: in a Slurm job's first attempt (no `SLURM_RESTART_COUNT`), once the checkpoint after
   `kill_after_epochs` epochs is in its run, the job waits (at most `RELEASE_WAIT_S`) for its time
-  limit: whatever the machine's speed, the training needs a requeue.
+  limit: whatever the machine's speed, the training needs a requeue;
+- nan: training's per-epoch callback sees val_loss NaN (a diverged training, as a search trial sees it).
 Keyed on the seed, the faulty job is named in the `lstm_exp.overrides` tag and the sweep's lines
 (`seed=1`), which Hydra's own `hydra.*` overrides never are.
 
@@ -37,11 +38,12 @@ POLL_S = 0.1
 
 def fault_overrides(pause: Iterable[int] = (), forward: Iterable[int] = (), kill: Iterable[int] = (),
                     kill_after_epochs: int = 1, kill_signal: int = signal.SIGKILL,
-                    stall: Iterable[int] = ()) -> tuple[str, ...]:
-    """The CLI overrides that make the jobs of these seeds pause or fail after the forward pass, or
-    kill themselves (or stall, in a Slurm job's first attempt) after a training checkpoint."""
+                    stall: Iterable[int] = (), nan: Iterable[int] = ()) -> tuple[str, ...]:
+    """The CLI overrides that make the jobs of these seeds pause or fail after the forward pass, see
+    a NaN val_loss, or kill themselves (or stall, in a Slurm job's first attempt) after a training
+    checkpoint."""
     listed = {"pause_seeds": list(pause), "forward_seeds": list(forward), "kill_seeds": list(kill),
-              "stall_seeds": list(stall)}
+              "stall_seeds": list(stall), "nan_seeds": list(nan)}
     kills = (f"+hydra.callbacks.fault.kill_after_epochs={kill_after_epochs}",
              f"+hydra.callbacks.fault.kill_signal={int(kill_signal)}") if kill or stall else ()
     return ("+hydra.callbacks.fault._target_=faults.Fault",
@@ -62,15 +64,18 @@ class Fault(Callback):
         pause_seeds: seeds whose jobs hold their open run until `RELEASE_FILE` appears in the launch
             directory (`hydra.runtime.cwd`).
         forward_seeds: seeds whose jobs raise a RuntimeError after the forward pass.
+        nan_seeds: seeds whose jobs' per-epoch callback receives val_loss NaN.
     """
 
     def __init__(self, pause_seeds: Iterable[int] = (), forward_seeds: Iterable[int] = (),
                  kill_seeds: Iterable[int] = (), kill_after_epochs: int = 1,
-                 kill_signal: int = signal.SIGKILL, stall_seeds: Iterable[int] = ()) -> None:
+                 kill_signal: int = signal.SIGKILL, stall_seeds: Iterable[int] = (),
+                 nan_seeds: Iterable[int] = ()) -> None:
         self.pause_seeds = frozenset(pause_seeds)
         self.forward_seeds = frozenset(forward_seeds)
         self.kill_seeds = frozenset(kill_seeds)
         self.stall_seeds = frozenset(stall_seeds)
+        self.nan_seeds = frozenset(nan_seeds)
         self.kill_after_epochs, self.kill_signal = kill_after_epochs, kill_signal
         self._execute = None  # lstm_exp's own `execute` while a job runs with it wrapped
 
@@ -82,12 +87,16 @@ class Fault(Callback):
             release = Path(config.hydra.runtime.cwd) / RELEASE_FILE
             self._kill_after_checkpoint(runner, release if config.seed in self.stall_seeds else None)
         pause, forward = config.seed in self.pause_seeds, config.seed in self.forward_seeds
-        if not (pause or forward):
+        nan = config.seed in self.nan_seeds
+        if not (pause or forward or nan):
             return
         execute, release = runner.execute, Path(config.hydra.runtime.cwd) / RELEASE_FILE
         reason = f"fault injected after the forward pass (faults.Fault, seed {config.seed})"
 
         def execute_with_fault(*args, **options):
+            if nan and options.get("on_epoch") is not None:
+                on_epoch = options["on_epoch"]
+                options["on_epoch"] = lambda epoch, train, val, s: on_epoch(epoch, train, float("nan"), s)
             result = execute(*args, **options)  # the forward pass and its reference check
             if pause:
                 _wait_for(release)

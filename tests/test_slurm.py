@@ -6,6 +6,7 @@ Every wait is bounded; the tests assert on what happened (statuses, reasons, arr
 """
 
 import contextlib
+import math
 import os
 import re
 import signal
@@ -290,3 +291,26 @@ def test_the_preset_composes_with_its_knobs():
     assert cfg.hydra.launcher._target_.endswith("LstmExpSlurmLauncher")
     assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.lost_job_grace_s) == ("cpu", 120)
 
+
+
+@pytest.mark.slow
+@pytest.mark.service
+def test_a_small_search_on_two_slurm_workers(cluster, server, tmp_path):
+    done = sweep(cluster, "hydra/sweeper=search", "task=adding", "task.epochs=2", "task.train_size=64",
+                 "task.val_size=32", "model.units=[4]", "task.learning_rate=0.05,0.01",
+                 "hydra.sweeper.n_trials=2", "hydra.sweeper.n_workers=2", "hydra.sweeper.seed=0",
+                 *tracked(server, "slurm_search"), launch=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import optuna
+
+    from lstm_exp.jobs.study import open_storage
+
+    storage = open_storage(str(tmp_path / "optuna_journal.log"))  # a server store: the launch directory
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    parent, children = sweep_children(MlflowClient(server), "slurm_search")
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    for child in children.values():
+        assert child.info.status == "FINISHED" and child.data.tags["lstm_exp.trial_state"] == "COMPLETE"
+        trial = study.trials[int(child.data.tags["lstm_exp.trial"])]
+        assert math.isclose(trial.value, child.data.metrics["val_loss"], rel_tol=1e-9)

@@ -16,13 +16,14 @@ from hydra.core.plugins import Plugins
 
 
 def register_plugins() -> None:
-    """Registers `LstmExpSweeper` and `LstmExpSlurmLauncher` with Hydra (idempotent)."""
+    """Registers our two sweepers and `LstmExpSlurmLauncher` with Hydra (idempotent)."""
     # Plugins first: its walk, where it sees our modules, executes them again and so replaces their
     # classes; a class imported before it would no longer be the module's own, and would not pickle
     # (joblib and submitit pickle the launcher and Hydra's plugin registry into every job).
     plugins = Plugins.instance()
     from hydra_plugins.lstm_exp_slurm_launcher.lstm_exp_slurm_launcher import LstmExpSlurmLauncher
     from hydra_plugins.lstm_exp_sweeper.lstm_exp_sweeper import LstmExpSweeper
+    from hydra_plugins.lstm_exp_sweeper.search_sweeper import LstmExpSearchSweeper
 
-    for plugin in (LstmExpSweeper, LstmExpSlurmLauncher):
+    for plugin in (LstmExpSweeper, LstmExpSearchSweeper, LstmExpSlurmLauncher):
         plugins.register(plugin)

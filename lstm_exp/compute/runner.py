@@ -96,7 +96,7 @@ def prepare(experiment: Experiment) -> Prepared:
 def execute(
     experiment: Experiment,
     prepared: Prepared | None = None,
-    on_epoch: Callable[[int, float, float, float], None] | None = None,
+    on_epoch: Callable[[int, float, float, float], bool | None] | None = None,
     checkpointing: Checkpointing | None = None,
 ) -> Result:
     """Runs the experiment: trains first when it has a task, then the forward pass and its check.
@@ -105,7 +105,7 @@ def execute(
         experiment: the parsed config (`config.experiment.parse`).
         prepared: the output of `prepare(experiment)`, when the caller already prepared.
         on_epoch: with a task, called after each training epoch as
-            on_epoch(epoch, train_loss, val_loss, seconds) (see `training.train`).
+            on_epoch(epoch, train_loss, val_loss, seconds); True stops training (see `training.train`).
         checkpointing: with a task, where training starts and where its checkpoints go.
 
     Returns:

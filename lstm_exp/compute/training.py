@@ -243,7 +243,7 @@ def train(
     spec: ModelSpec,
     weights: dict[str, np.ndarray],
     seed: int,
-    on_epoch: Callable[[int, float, float, float], None] | None = None,
+    on_epoch: Callable[[int, float, float, float], bool | None] | None = None,
     data: tasks.TaskData | None = None,
     checkpointing: Checkpointing | None = None,
 ) -> TrainResult:
@@ -255,7 +255,8 @@ def train(
         weights: keras-layout starting weights (fresh from the seed, or loaded) for the task's inputs.
         seed: the run's seed.
         on_epoch: called after each epoch as on_epoch(epoch, train_loss, val_loss, seconds), epochs
-            counted from 0; seconds include the first epoch's tracing.
+            counted from 0; seconds include the first epoch's tracing. Returning True stops training
+            after that epoch (a search's pruned trial): the result holds the epochs that ran.
         data: `task=file`'s data (`file_task.load_file_task`); None: the synthetic task's, drawn.
         checkpointing: where to start from and where checkpoints go; None: from the start, none taken.
 
@@ -288,8 +289,8 @@ def train(
         train_loss.append(losses[0])
         val_loss.append(losses[1])
         epoch_s.append(seconds)
-        if on_epoch is not None:
-            on_epoch(epoch, losses[0], losses[1], seconds)
+        if on_epoch is not None and on_epoch(epoch, losses[0], losses[1], seconds) is True:
+            break  # a pruned trial: nothing to resume, so no checkpoint either
         stop = controls.stop_after(epoch, losses[1], trainer.variable_values)
         done = epoch + 1
         due = done % checkpointing.every == 0 or done == task.epochs or stop

@@ -16,3 +16,10 @@ class SweepConfig:
     # The metric the verdict compares groups by. None: val_loss when the jobs train, else no verdict.
     metric: str | None = None
     direction: str = "minimize"  # minimize | maximize: which end of `metric` is better
+    # Set by the search sweeper (`hydra/sweeper=search`) on each trial's job, not by users: the trial's
+    # number, its study's name and storage, the pruner (the job reports val_loss to the trial and
+    # may be pruned: the pruner decides in the job's process, so the job must build the same one).
+    trial: int | None = None
+    study: str | None = None
+    storage: str | None = None
+    pruner: str | None = None

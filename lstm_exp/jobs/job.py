@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from lstm_exp.config.analysis import check_input_width
 from lstm_exp.config.experiment import estimate_run, parse
 from lstm_exp.config.launch_paths import anchor_file_paths
+from lstm_exp.config.search_settings import parse_trial
 from lstm_exp.config.specs import Experiment
 from lstm_exp.config.validate import largest_arrays
 from lstm_exp.jobs.outcome import JobOutcome
@@ -50,7 +51,8 @@ def run_job(cfg: DictConfig, overrides: list[str], store: RunStore | None = None
         return JobOutcome(0, "FINISHED", report, seconds=time.perf_counter() - start)
     from lstm_exp.jobs.recorded_job import RecordedJob
 
-    job = RecordedJob(cfg, experiment, overrides, parent_run_id, launch_dir)
+    trial = parse_trial(cfg.sweep)  # a search's trial, or None
+    job = RecordedJob(cfg, experiment, overrides, parent_run_id, launch_dir, trial)
     return job.run(store or _recorder_store(experiment.tracking.timeout_s), prepared, start)
 
 

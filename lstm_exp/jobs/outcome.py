@@ -22,6 +22,12 @@ class JobOutcome:
     metrics: dict[str, float] = field(default_factory=dict)  # the few a summary table shows
     refused: bool = False  # the server refused the user (401, 403): later jobs would be refused too
     left_running: bool = False  # the server refused to end the job's run too: it stays RUNNING
+    # A search trial's: COMPLETE | PRUNED | FAIL, its objective value, why it failed or was pruned,
+    # and the epochs it trained (see trial_reporting.py).
+    trial_state: str | None = None
+    objective: float | None = None
+    trial_note: str | None = None
+    epochs: int | None = None
 
 
 class RecordedFailure(Exception):

@@ -11,11 +11,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lstm_exp.config.search_settings import TrialSpec
 from lstm_exp.config.specs import Experiment
 from lstm_exp.config.store_checks import MAX_RUN_NAME
 from lstm_exp.errors import ConfigError
 from lstm_exp.jobs.outcome import JobOutcome, RecordedFailure
 from lstm_exp.jobs.text import epoch_printer, format_report, job_overrides
+from lstm_exp.record import search_record
 from lstm_exp.record import store as mlflow_store
 from lstm_exp.record.identity import config_hash
 from lstm_exp.record.run_store import RunStore
@@ -31,12 +33,13 @@ class RecordedJob:
         overrides: the job's command-line overrides (its tags and default run name).
         parent_run_id: the sweep's parent run, for a sweep's job.
         launch_dir: where the command was started; the default store is there.
+        trial: a search's trial (reported to per epoch, maybe pruned); None outside a search.
     """
 
     def __init__(self, cfg: DictConfig, experiment: Experiment, overrides: list[str],
-                 parent_run_id: str | None, launch_dir: Path | None) -> None:
+                 parent_run_id: str | None, launch_dir: Path | None, trial: TrialSpec | None = None) -> None:
         self.cfg, self.experiment, self.overrides = cfg, experiment, overrides
-        self.parent_run_id = parent_run_id
+        self.parent_run_id, self.trial = parent_run_id, trial
         self.uri = mlflow_store.default_store_uri(experiment.tracking.uri, launch_dir)
         self.tags = mlflow_store.run_tags(experiment, config_hash(cfg), overrides)
 
@@ -54,7 +57,7 @@ class RecordedJob:
                               seconds=time.perf_counter() - start)
         try:
             with record:
-                result, report, summary = self._compute_and_record(record, prepared)
+                result, report, summary, trial = self._compute_and_record(record, prepared)
         except ServerRefusal as refused:  # EDIT revoked mid-run: the run may be left RUNNING (record.status)
             left = [record.run_id] if record.status is None else []
             lost = write_access_lost(refused, self.uri, self.experiment.tracking.experiment, left)
@@ -63,7 +66,7 @@ class RecordedJob:
             raise RecordedFailure(record.run_id) from error
         return JobOutcome(0, "FINISHED", report + self._links(record), record.run_id, record.experiment_id,
                           self.uri, seconds=time.perf_counter() - start, metrics=summary,
-                          output_shape=str(tuple(result.arrays["output"].shape)))
+                          output_shape=str(tuple(result.arrays["output"].shape)), **trial)
 
     def _open(self, store: RunStore):
         from lstm_exp.compute.tf_runtime import load_tensorflow, quiet_native_stderr
@@ -71,6 +74,8 @@ class RecordedJob:
 
         tracking = self.experiment.tracking
         tags = {**self.tags, **self.start.tags}
+        if self.trial is not None:
+            tags |= search_record.trial_tags(self.trial.study, self.trial.number)
         request = OpenRequest(self.uri, tracking.experiment, tracking.timeout_s, tags,
                               run_name(tracking.run_name, self.experiment.model_name, self.overrides),
                               self.parent_run_id, self.experiment.resume)
@@ -89,7 +94,11 @@ class RecordedJob:
             raise ConnectionError(f"lost the tracking store since the sweep started: {error}") from None
 
     def _compute_and_record(self, record, prepared):
-        """Inside the open run: executes, writes the run's folder, and logs it; (result, report, summary)."""
+        """Inside the open run: executes, writes the run's folder, and logs it.
+
+        Returns:
+            (result, report, summary, trial): `trial` holds a search trial's `JobOutcome` fields.
+        """
         from lstm_exp.compute.analyses import layer_pca
         from lstm_exp.compute.runner import execute
         from lstm_exp.compute.training import Checkpointing
@@ -99,17 +108,31 @@ class RecordedJob:
         from lstm_exp.record.metrics import run_metrics
 
         experiment = self.experiment
+        on_epoch = epoch_printer(experiment.task)
+        reporter = None
+        if self.trial is not None:
+            from lstm_exp.jobs.trial_reporting import TrialReporter
+
+            reporter = TrialReporter(self.trial, on_epoch)
+            on_epoch = reporter.on_epoch
         held = HeldRequeue.install() if experiment.task else None  # a Slurm job's requeue: see there
         try:
             with temporary_folder() as checkpoints:
                 every = experiment.task.checkpoint_every if experiment.task else 1
                 saver = checkpoint_saver(record, Path(checkpoints), held and held.after_checkpoint)
-                result = execute(experiment, prepared, on_epoch=epoch_printer(experiment.task),
+                result = execute(experiment, prepared, on_epoch=on_epoch,
                                  checkpointing=Checkpointing(every, saver, self.start.checkpoint))
         finally:
             if held:
                 held.uninstall()
         report = format_report(experiment, result)
+        trial, trial_tags = {}, {}
+        if reporter is not None and result.training is not None:
+            t = result.training
+            state, value, note = reporter.verdict({"val_loss": t.val_loss[-1], "train_loss": t.train_loss[-1],
+                                                   "baseline_loss": t.baseline_loss})
+            trial = {"trial_state": state, "objective": value, "trial_note": note, "epochs": len(t.val_loss)}
+            trial_tags = search_record.trial_state_tags(state, note)
         with tempfile.TemporaryDirectory(prefix="lstm_exp_run_") as tmp:
             fixed_points = {}
             if experiment.analysis.fixed_points:  # into the run's folder, before summary.txt holds the report
@@ -125,8 +148,9 @@ class RecordedJob:
             metrics = replace(metrics, final={**metrics.final, **fixed_points})
             params = mlflow_store.flatten(OmegaConf.to_container(self.cfg, resolve=True))
             tags = {**mlflow_store.version_tags(), **artifacts.description_tags(experiment, result)}
+            tags |= trial_tags
             record.finish(str(folder), metrics, params, tags)
-        return result, report, metrics.summary()
+        return result, report, metrics.summary(), trial
 
     def _links(self, record) -> str:
         """Where the run is, and how to browse it (and load its model) — after the report."""

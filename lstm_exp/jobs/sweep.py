@@ -48,13 +48,13 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
     outcomes: list[JobOutcome] = []
     returns = []
     # Ctrl-C and SIGTERM raise in this process, tracked or not, so that the launch stops its jobs.
-    with _environment({PARENT_ENV: parent.run_id if parent else "", SIZE_ENV: str(total)}), \
+    with job_environment({PARENT_ENV: parent.run_id if parent else "", SIZE_ENV: str(total)}), \
             (parent or signals_kept()):
         first = 0
         for batch in batches:
             sweeper.validate_batch_is_legal(batch)
-            results = _launch(sweeper.launcher, batch, first)
-            outcomes += [_outcome(result) for result in results]
+            results = launch_jobs(sweeper.launcher, batch, first)
+            outcomes += [job_outcome(result) for result in results]
             returns.append(results)
             first += len(batch)
             if any(o.refused for o in outcomes):  # the server refuses this user: it would refuse the rest
@@ -73,7 +73,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
     return returns
 
 
-def _launch(launcher, batch, first: int) -> list:
+def launch_jobs(launcher, batch, first: int) -> list:
     """The launcher's `launch`; for the submitit plugin's own launchers, ours, which stop the jobs if
     the sweep is stopped.
 
@@ -150,7 +150,7 @@ def _open_parent(config: DictConfig, total: int):
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]):
+def job_environment(values: dict[str, str]):
     """Sets environment variables for the launcher's jobs, and restores them after the sweep."""
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -164,7 +164,7 @@ def _environment(values: dict[str, str]):
                 os.environ[name] = value
 
 
-def _outcome(result: JobReturn) -> JobOutcome:
+def job_outcome(result: JobReturn) -> JobOutcome:
     """The job's own outcome, or a FAILED one when the launcher lost the job (killed, cancelled)."""
     if result.status == JobStatus.COMPLETED and isinstance(result._return_value, JobOutcome):
         return result._return_value

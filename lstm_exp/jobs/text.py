@@ -62,9 +62,13 @@ def format_estimate(estimate: int, max_memory_gb: float, largest: str) -> str:
     return line
 
 
+SEARCH_KEYS = ("sweep.trial=", "sweep.study=", "sweep.storage=", "sweep.pruner=")
+
+
 def job_overrides(overrides: list[str]) -> list[str]:
-    """The overrides that say what a job computes (where it records, and Hydra's own, left out)."""
-    return [o for o in overrides if not o.startswith(("tracking", "hydra", "resume="))]
+    """The overrides that say what a job computes (where it records, Hydra's own, and a search trial's
+    hidden `sweep.trial|study|storage|pruner`, left out)."""
+    return [o for o in overrides if not o.startswith(("tracking", "hydra", "resume=", *SEARCH_KEYS))]
 
 
 def progress_line(index: int, total: int | None, overrides: list[str], outcome) -> str:
@@ -120,3 +124,17 @@ def epoch_printer(task: TaskSpec | None):
               f"  {seconds:.1f} s", flush=True)
 
     return print_epoch
+
+
+def trial_line(number: int, total: int, params: dict, outcome, metric: str) -> str:
+    """One line per finished search trial: number, params, value or PRUNED at epoch k, seconds, run."""
+    shown = " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in params.items())
+    if outcome.trial_state == "COMPLETE":
+        ended = f"{metric} {outcome.objective:.6g}"
+    elif outcome.trial_state == "PRUNED":
+        ended = f"PRUNED at epoch {outcome.epochs}"
+    else:
+        ended = f"FAIL ({outcome.trial_note or outcome.error})"
+    run = f"  run {outcome.run_id}" if outcome.run_id else ""
+    return f"trial {number} [of {total}]  {shown}  {ended}  {outcome.seconds:.1f} s{run}"
