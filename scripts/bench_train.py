@@ -1,4 +1,4 @@
-"""One training epoch through lstm_exp's `training.Trainer` vs the same Keras model trained by hand.
+"""One training epoch through lstm_exp's `trainer.Trainer` vs the same Keras model trained by hand.
 
 Both sides get the same data (the `adding` task), the same starting weights, Adam at the same rate
 and a validation pass per epoch; the plain side is `keras.Sequential([LSTM, Dense]).fit(epochs=1)`.
@@ -42,7 +42,7 @@ def bench_train(smoke: bool) -> dict:
     from lstm_exp.compute import tasks
     from lstm_exp.compute.initializers import initial_weights
     from lstm_exp.compute.tf_runtime import quiet_native_stderr
-    from lstm_exp.compute.training import Trainer, readout_weights
+    from lstm_exp.compute.trainer import Trainer, readout_weights
     from lstm_exp.config.specs import ModelSpec
     from lstm_exp.config.task_schema import TaskConfig
 

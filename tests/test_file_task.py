@@ -20,7 +20,7 @@ import lstm_exp
 from lstm_exp.compute.file_task import load_file_task
 from lstm_exp.compute.runner import execute, prepare
 from lstm_exp.compute.tasks import HELD_OUT
-from lstm_exp.compute.training import Trainer
+from lstm_exp.compute.trainer import Trainer
 from lstm_exp.config.experiment import parse
 from lstm_exp.errors import ConfigError
 

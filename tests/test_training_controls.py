@@ -11,7 +11,8 @@ import pytest
 import lstm_exp
 from lstm_exp.compute import tasks
 from lstm_exp.compute.initializers import initial_weights
-from lstm_exp.compute.training import Trainer, train
+from lstm_exp.compute.trainer import Trainer
+from lstm_exp.compute.training import train
 from lstm_exp.compute.training_controls import learning_rate, make_optimizer
 from lstm_exp.config.experiment import parse
 from lstm_exp.config.specs import ControlsSpec, ModelSpec

@@ -1,4 +1,4 @@
-"""The training controls around `training.Trainer`'s epochs: the optimizer's clipping and weight decay,
+"""The training controls around `trainer.Trainer`'s epochs: the optimizer's clipping and weight decay,
 the learning rate of each epoch, and early stopping.
 
 Learning rate of epoch e (from 0) of E, for `task.learning_rate` r, W = `task.warmup_epochs`:
