@@ -14,6 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 # lstm_exp prints its own links (to the UI's training view); MLflow's would repeat them per run.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+# MLflow draws a tqdm bar for every artifact it downloads once tqdm is importable (Optuna brings it):
+# `compare`, `rerun` and `report` would print one per run read, between their table's lines.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from lstm_exp.config.compose import compose  # noqa: E402
 from lstm_exp.config.experiment import parse  # noqa: E402

@@ -11,12 +11,11 @@ search grammar; dotted names may be written plainly (`params.model.cell = 'gru'`
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 from lstm_exp.cli.compare_groups import DIRECTIONS, compare_groups
-from lstm_exp.cli.options import OneLineParser, check_utf8, output_file, store_uri
+from lstm_exp.cli.options import OneLineParser, exit_2_on_bad_input, output_file, store_uri
 from lstm_exp.compute.array_diff import difference, read_arrays
 from lstm_exp.config import names
 from lstm_exp.errors import ConfigError
@@ -131,11 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """The command line; exit 2 with one line on a bad option, filter, run, experiment or store."""
-    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    try:
-        check_utf8(argv)
-        args = parser.parse_args(argv)
+    with exit_2_on_bad_input():
+        args = parser.parse_command_line(argv)
         if len(args.runs) not in (0, 2):
             parser.error(f"give two runs to compare, or none to list runs (got {len(args.runs)})")
         if args.runs and (args.group_by is not None or args.metric is not None):
@@ -155,9 +152,6 @@ def main(argv: list[str] | None = None) -> None:
                 from lstm_exp.record.plots import plot_h_norms
 
                 print(f"plot: {plot_h_norms(client, runs, plot)}")
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_exp.cli.options import OneLineParser, check_utf8, finite_number, store_uri
+from lstm_exp.cli.options import OneLineParser, finite_number, store_uri
 from lstm_exp.cli.recorded_files import KEY, read_run
 from lstm_exp.compute.files import DEFAULT_BUDGET
 from lstm_exp.compute.fixed_points import FixedPointOptions
@@ -76,11 +76,9 @@ def _options(args) -> FixedPointOptions:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m lstm_exp.dynamics RUN_ID`; exit 2 with one line on a bad run or option."""
-    argv = sys.argv[1:] if argv is None else argv
     try:
         with signals_kept():
-            check_utf8(argv)
-            args = build_parser().parse_args(argv)
+            args = build_parser().parse_command_line(argv)
             options = _options(args)
             recorded, uri = read_run(args.run_id, store_uri("--tracking-uri", args.tracking_uri))
             check_plain_lstm(recorded.spec, KEY, recorded.run_id)

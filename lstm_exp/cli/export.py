@@ -7,12 +7,11 @@ export (its files are not overwritten). The store is only read. What is written:
 """
 
 import contextlib
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from lstm_exp.cli.options import OneLineParser, check_utf8, store_uri
+from lstm_exp.cli.options import OneLineParser, exit_2_on_bad_input, store_uri
 from lstm_exp.cli.recorded_files import RecordedRun, read_run, recorded_input
 from lstm_exp.compute.lstm_map import cell_trajectory
 from lstm_exp.config import names
@@ -86,15 +85,10 @@ def build_parser() -> OneLineParser:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m lstm_exp.export lstmvis RUN_ID DIR`; exit 2 with one line on a bad run or folder."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        check_utf8(argv)
-        args = build_parser().parse_args(argv)
+    with exit_2_on_bad_input():
+        args = build_parser().parse_command_line(argv)
         folder = _check_folder(args.folder)
         written = export_lstmvis(args.run_id, folder, store_uri("--tracking-uri", args.tracking_uri))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(f"wrote {', '.join(str(p) for p in written)} (open {folder / CONFIG_FILE}'s folder in LSTMVis)")
 
 

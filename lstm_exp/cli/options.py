@@ -4,7 +4,8 @@ Every refusal is one `ConfigError` line naming the option, the value received an
 raised before a store is opened or a file written:
 
 - `OneLineParser`: argparse's own errors (an unknown option, a missing argument, a bad choice) as
-  one line, exit 2, instead of its usage block;
+  one line, exit 2, instead of its usage block; `parse_command_line` checks the arguments' text too;
+- `exit_2_on_bad_input`: a command's one edge, where any `ConfigError` becomes `error: ...`, exit 2;
 - `check_utf8`: every argument must be valid UTF-8 text; a file name of other bytes reaches Python
   as lone surrogates, which MLflow, SQLite and a UTF-8 console cannot encode;
 - `output_file`: an output file's folder must exist and its extension must be one the writer keeps
@@ -19,6 +20,8 @@ import argparse
 import math
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from lstm_exp.config.store_checks import check_store_uri
@@ -38,6 +41,22 @@ class OneLineParser(argparse.ArgumentParser):
             if re.fullmatch(r"-[^=]+=--", argument):
                 self.error(f"argument {argument.split('=')[0]}: '--' cannot be a value")
         return super().parse_args(args, namespace)
+
+    def parse_command_line(self, argv: list[str] | None) -> argparse.Namespace:
+        """`argv` (None: `sys.argv[1:]`) checked as text (`check_utf8`), then parsed."""
+        argv = sys.argv[1:] if argv is None else argv
+        check_utf8(argv)
+        return self.parse_args(argv)
+
+
+@contextmanager
+def exit_2_on_bad_input() -> Iterator[None]:
+    """Around a command's work: a `ConfigError` from inside ends it with one `error:` line, exit 2."""
+    try:
+        yield
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def check_utf8(argv: list[str]) -> None:

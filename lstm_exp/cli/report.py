@@ -12,12 +12,11 @@ The store is opened read-only. Exit status: 0; 2 for a bad option, run, filter, 
 import argparse
 import csv
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 from lstm_exp.cli.compare_groups import DIRECTIONS, group_keys, grouped_runs
-from lstm_exp.cli.options import OneLineParser, check_utf8, output_file, store_uri
+from lstm_exp.cli.options import OneLineParser, exit_2_on_bad_input, output_file, store_uri
 from lstm_exp.config.sweep_validate import default_group_by
 from lstm_exp.errors import ConfigError
 from lstm_exp.jobs.sweep_conclusions import rows_conclusions, swept_keys, write_report
@@ -80,11 +79,9 @@ def _of_filter(client, args):
 
 def main(argv: list[str] | None = None) -> None:
     """The command line; exit 2 with one line on a bad option, run, filter, key, metric or store."""
-    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    try:
-        check_utf8(argv)
-        args = parser.parse_args(argv)
+    with exit_2_on_bad_input():
+        args = parser.parse_command_line(argv)
         if args.run is None and args.group_by is None:
             parser.error("give a sweep's parent RUN_ID, or --group-by (with --filter) to choose runs")
         if args.run is not None and args.filter:
@@ -96,9 +93,6 @@ def main(argv: list[str] | None = None) -> None:
             page = write_report(found, f"lstm_exp report: {title}", [*facts, f"store: {uri}"], uri, Path(tmp))
             _replace(page, out)
         print(f"report: {out}")
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _replace(page: Path, out: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lstm_exp.cli.options import OneLineParser, check_utf8, store_uri
+from lstm_exp.cli.options import OneLineParser, exit_2_on_bad_input, store_uri
 from lstm_exp.compute.array_diff import difference, read_arrays
 from lstm_exp.config.task_kinds import NO_TASK
 from lstm_exp.errors import ConfigError
@@ -102,14 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """The command line: the per-array report, then exit 0 (all identical), 1 (a difference) or 2."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        check_utf8(argv)
-        args = build_parser().parse_args(argv)
+    with exit_2_on_bad_input():
+        args = build_parser().parse_command_line(argv)
         run_id, rows = rerun(args.run_id, store_uri("--tracking-uri", args.tracking_uri))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {verdict}" for name, verdict in rows))
     differ = sum(verdict != "identical" for _, verdict in rows)

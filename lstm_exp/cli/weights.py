@@ -7,14 +7,13 @@ RUN_ID is a run's id or a unique prefix of it, as for `rerun` and `compare`.
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from lstm_exp.cli.options import OneLineParser, check_utf8, finite_number, output_file, store_uri
+from lstm_exp.cli.options import OneLineParser, exit_2_on_bad_input, finite_number, output_file, store_uri
 from lstm_exp.compute.layouts import to_layout
 from lstm_exp.compute.weights import check_weights, read_npz
 from lstm_exp.config import names
@@ -81,17 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m lstm_exp.weights export ...`; exit 2 with one line on a bad run or option."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        check_utf8(argv)
-        args = build_parser().parse_args(argv)
+    with exit_2_on_bad_input():
+        args = build_parser().parse_command_line(argv)
         out = output_file("--out", args.out, (".npz",))
         forget_bias = finite_number("--forget-bias", args.forget_bias, -FLOAT32_MAX, FLOAT32_MAX)
         uri = store_uri("--tracking-uri", args.tracking_uri)
         path = export_run(args.run_id, args.layout, out, uri, forget_bias)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(f"wrote {path} ({args.layout} layout)")
 
 
