@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import hydra
+import omegaconf
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -92,6 +93,10 @@ def _one_line(error: BaseException) -> str:
     return text
 
 
+_PACKAGE = Path(lstm_exp.__file__).resolve().parent
+_COMPOSERS = tuple(Path(module.__file__).resolve().parent for module in (hydra, omegaconf))
+
+
 def _composition_error(error: BaseException) -> str | None:
     """One line for an error Hydra or OmegaConf raised while composing the config, else None.
 
@@ -101,10 +106,12 @@ def _composition_error(error: BaseException) -> str | None:
     frames = []
     traceback = error.__traceback__
     while traceback is not None:
-        frames.append(traceback.tb_frame.f_code.co_filename)
+        frames.append(Path(traceback.tb_frame.f_code.co_filename).resolve())
         traceback = traceback.tb_next
-    ours = [f for f in frames if "/lstm_exp/" in f and not f.endswith("/lstm_exp/cli/run.py")]
-    if ours or not any(("/hydra/" in f or "/omegaconf/" in f) for f in frames[-1:]):
+    # By the packages' own folders, not by names in the path: a checkout in a folder named lstm_exp,
+    # with its .venv inside, puts "/lstm_exp/" in every frame of Hydra too.
+    ours = [f for f in frames if f.is_relative_to(_PACKAGE) and f != Path(__file__).resolve()]
+    if ours or not any(f.is_relative_to(folder) for f in frames[-1:] for folder in _COMPOSERS):
         return None  # raised by a job or the sweeper, not by composition
     text = str(error)
     if "full_key:" in text:  # OmegaConf's node errors carry the key in their text
