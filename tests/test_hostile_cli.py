@@ -88,6 +88,14 @@ def test_the_run_flags_mirror_hydras_own():
     assert {s for a in parser_of("run")._actions for s in a.option_strings} == hydra_flags
 
 
+@pytest.mark.parametrize("argv", [["-m", "--cfg", "hydra"], ["--run", "--info"], ["-sc", "-m"],
+                                  ["--cfg", "job", "--info", "plugins"]])
+def test_two_modes_at_once_are_one_line(argv, capfd):
+    status, out, err = _main("run", argv, capfd)
+    check_one_line(status, err)
+    assert status == 2 and "one mode at a time" in err, (argv, err)
+
+
 # -- one real run in a real store, then generated command lines against it -----------------------------
 @pytest.fixture
 def recorded(stacked_run):
@@ -134,7 +142,8 @@ def _main(command: str, argv: list[str], capfd) -> tuple[int, str, str]:
     if command == "run":
         from lstm_exp.cli import run
 
-        argv = ["tracking.enabled=false", f"run.max_memory_gb={TINY_MEMORY_GB}", *argv, *LOGGING_OFF]
+        # Overrides first, flags last: argparse takes the positionals only while they are contiguous.
+        argv = ["tracking.enabled=false", f"run.max_memory_gb={TINY_MEMORY_GB}", *LOGGING_OFF, *argv]
         with mock.patch.object(sys, "argv", ["lstm-exp", *argv]), pytest.raises(SystemExit) as stop:
             run.main()
     else:

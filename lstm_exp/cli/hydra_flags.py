@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 def check_flags(argv: list[str]) -> None:
     """Refuses, in one line (exit 2), what Hydra would answer with its usage block or a traceback."""
     args = build_parser().parse_args(argv)
+    modes = [(flag, value) for flag, value in (("--run", args.run), ("--multirun", args.multirun),
+                                               ("--cfg", args.cfg), ("--info", args.info),
+                                               ("--shell-completion", args.shell_completion)) if value]
+    if len(modes) > 1:  # Hydra raises a ValueError for this, after its own parse
+        (first, _), (flag, value) = modes[:2]
+        raise ConfigError(flag, value, f"left out when {first} is given: one mode at a time (--run, "
+                          "--multirun, --cfg, --info and --shell-completion exclude each other)")
     if args.experimental_rerun is not None:
         raise ConfigError("--experimental-rerun", args.experimental_rerun,
                           "left out: it unpickles a file; python -m lstm_exp.rerun RUN_ID reruns a run")
