@@ -5,6 +5,7 @@ ENOSPC, so a link to it where Hydra writes a file gives the error a full filesys
 """
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,18 @@ def test_a_sweep_folder_on_a_full_disk_is_refused_before_the_parent_run(tmp_path
     proc = run_cli("-m", "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     _refused(proc, "hydra.sweep.dir", sweep, os.strerror(28))
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_joblib_jobs_folder_that_cannot_be_made_is_one_line_and_leaves_nothing_running(tmp_path):
+    # The job folder is made in joblib's worker process, whose traceback stays there.
+    blocker = tmp_path / "a file"
+    blocker.write_text("in the way")
+    proc = run_cli("-m", "hydra/launcher=joblib", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                   f"hydra.sweep.subdir={blocker}/job" + "${hydra.job.num}", cwd=tmp_path)
+    lines = error_lines(proc)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert lines[-1].startswith("error: hydra.sweep.subdir must be a folder where files can be written ("), \
+        lines
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone() == (0,)

@@ -54,7 +54,7 @@ def output_dir_error(error: OSError) -> ConfigError | None:
     """
     arguments = _run_job_arguments(error)
     if arguments is None:
-        return None
+        return _remote_job_dir_error(error)
     key = arguments["job_dir_key"]  # hydra.run.dir, or hydra.sweep.dir in a sweep's job
     value = str(OmegaConf.select(arguments["config"], key))
     try:
@@ -62,6 +62,19 @@ def output_dir_error(error: OSError) -> ConfigError | None:
     except ConfigError as refused:
         return refused
     return unwritable(key, value, error)
+
+
+def _remote_job_dir_error(error: OSError) -> ConfigError | None:
+    """The ConfigError when a launcher's worker process (joblib's) failed in Hydra's `run_job`.
+
+    Its traceback stayed in the worker; joblib hands over the error with that traceback's text as its
+    cause. A sweep's job folder is `hydra.sweep.dir`, which the sweeper made, joined with the job's
+    `hydra.sweep.subdir`: what failed to be made there is the subdir's value for that job.
+    """
+    remote = error.__cause__
+    if remote is None or "in run_job" not in str(remote) or not error.filename:
+        return None
+    return unwritable("hydra.sweep.subdir", str(error.filename), error)
 
 
 def _run_job_arguments(error: BaseException) -> dict | None:
