@@ -10,7 +10,10 @@ jobs open themselves to report each epoch and to learn whether they are pruned (
 
 Stopped (Ctrl-C, SIGTERM): no worker asks again; trials still RUNNING are told FAIL; the parent ends
 KILLED and, with it, its children still RUNNING. joblib's workers are killed (their runs end KILLED
-through the parent); in-process, the job ends its own run KILLED.
+through the parent); in-process, the job ends its own run KILLED. The signal reaches the main thread
+only: with several workers it sets their `stop` event, which the submitit_local and Slurm launches poll
+(jobs/launch_stop.py) to stop or cancel their jobs, and waits (at most `WORKERS_STOP_TIMEOUT_S`) for the
+workers to have done so before the parent ends.
 """
 
 import sys
@@ -29,11 +32,17 @@ from lstm_exp.config.search_space import parse_search, trial_override
 from lstm_exp.errors import ConfigError
 from lstm_exp.jobs import study as studies
 from lstm_exp.jobs.handover import hand_over
+from lstm_exp.jobs.launch_stop import LaunchStopped
 from lstm_exp.jobs.output_dirs import make_output_dir
 from lstm_exp.jobs.search_parent import SearchParent
 from lstm_exp.jobs.sweep import PARENT_ENV, SIZE_ENV, job_environment, job_outcome, launch_jobs
 from lstm_exp.jobs.sweep_grid import params_overrides
 from lstm_exp.jobs.text import trial_line
+from lstm_exp.record.run_record import repeats_ignored
+
+# Bounds the launches' own bounded stops: submitit_local's SIGTERM grace and cancel (30 + 30 s), Slurm's
+# scancel and its wait until squeue lists none of the jobs (180 s), with their commands' timeouts.
+WORKERS_STOP_TIMEOUT_S = 300
 
 
 def run_search(sweeper, arguments: list[str]) -> list:
@@ -113,8 +122,11 @@ class _Workers:
                 for thread in threads:
                     thread.join(timeout=0.2)  # short: Ctrl-C and SIGTERM reach this (main) thread
         except BaseException:
-            self.stop.set()
-            _stop_joblib_workers()
+            self.stop.set()  # the workers' launches stop their jobs
+            with repeats_ignored("stopping the search's workers and their jobs"):
+                if "joblib" in type(self.sweeper.launcher).__module__:
+                    _stop_joblib_workers()
+                _join(threads, WORKERS_STOP_TIMEOUT_S)
             raise
 
     def work(self) -> None:
@@ -131,8 +143,10 @@ class _Workers:
                          f"sweep.storage='{self.storage}'", f"sweep.pruner={self.settings.pruner}"]
             start = time.perf_counter()
             try:
-                result = launch_jobs(self.sweeper.launcher, [overrides], trial.number)[0]
+                result = launch_jobs(self.sweeper.launcher, [overrides], trial.number, self.stop)[0]
                 outcome = job_outcome(result)
+            except LaunchStopped:  # its job is stopped; the main thread fails the trial and ends its run
+                return
             except Exception as error:  # noqa: BLE001 - a launcher that lost the job: this trial fails
                 from lstm_exp.jobs.outcome import failure_outcome
 
@@ -167,6 +181,17 @@ class _Workers:
             if frozen.state == optuna.trial.TrialState.RUNNING:
                 studies.live_trial(study, frozen).set_user_attr(studies.REASON, "the search was stopped")
                 study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _join(threads: list[threading.Thread], timeout_s: float) -> None:
+    """Waits until every thread has ended, at most `timeout_s` in all; says which did not."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    alive = [thread.name for thread in threads if thread.is_alive()]
+    if alive:
+        print(f"search: {', '.join(alive)} still stopping its job after {timeout_s} s; the search ends "
+              "without waiting longer", file=sys.stderr)
 
 
 def _stop_joblib_workers() -> None:
