@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 
 from lstm_exp.config.experiment import parse_tracking
 from lstm_exp.config.launcher_validate import validate_launcher
-from lstm_exp.config.search_settings import SearchSettings, parse_settings
+from lstm_exp.config.search_settings import SearchSettings, check_sampler_fits, parse_settings
 from lstm_exp.config.search_space import parse_search, trial_override
 from lstm_exp.errors import ConfigError
 from lstm_exp.jobs import study as studies
@@ -56,6 +56,7 @@ def run_search(sweeper, arguments: list[str]) -> list:
     if not space:
         raise ConfigError("hydra.sweeper.params", None, "a search space: at least one key with choice(...), "
                           "a,b, range(...) or interval(...), on the command line or in hydra.sweeper.params")
+    check_sampler_fits(settings.sampler, space)
     in_process = "BasicLauncher" in str(config.hydra.launcher.get("_target_", ""))
     if settings.n_workers > 1 and in_process:
         raise ConfigError("hydra.sweeper.n_workers", settings.n_workers, "1 with the basic launcher (its "
@@ -78,15 +79,18 @@ def run_search(sweeper, arguments: list[str]) -> list:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our line per trial says it once
     study = studies.load_study(settings, name, storage)
-    stale = studies.fail_stale_trials(study)
-    to_run = max(0, settings.n_trials - studies.trials_done(study))
     parent = SearchParent.open(uri, tracking, name, storage, list(config.hydra.overrides.task))
-    print(f"search: study '{name}' in {storage}: {studies.trials_done(study)} of {settings.n_trials} "
-          f"trials done, {to_run} to run on {settings.n_workers} worker(s)"
-          + (f"; {len(stale)} trial(s) a dead worker left are asked again" if stale else ""), flush=True)
-    workers = _Workers(sweeper, study, space, fixed, name, storage, settings, to_run)
     with job_environment({PARENT_ENV: parent.record.run_id, SIZE_ENV: str(settings.n_trials)}), parent.record:
-        parent.end_stale()
+        stale_runs = parent.stale_runs()
+        asked_again = studies.fail_stale_trials(study, {n: ids[0] for n, ids in stale_runs.items()
+                                                        if n is not None})
+        parent.end_stale(stale_runs, asked_again)
+        to_run = max(0, settings.n_trials - studies.trials_done(study))
+        print(f"search: study '{name}' in {storage}: {studies.trials_done(study)} of {settings.n_trials} "
+              f"trials counted, {to_run} to run on {settings.n_workers} worker(s)"
+              + "".join(f"; trial {k} (its worker was killed) asked again as trial {a}"
+                        for k, a in asked_again.items()), flush=True)
+        workers = _Workers(sweeper, study, space, fixed, name, storage, settings, to_run)
         try:
             workers.run()
         finally:
@@ -157,21 +161,23 @@ class _Workers:
         state = outcome.trial_state or "FAIL"
         note = outcome.trial_note or (outcome.error if state == "FAIL" else None)
         if outcome.run_id:
-            trial.set_user_attr("run_id", outcome.run_id)
+            trial.set_user_attr(studies.RUN_ID, outcome.run_id)
         if note:
             trial.set_user_attr(studies.REASON, note)
         states = optuna.trial.TrialState
-        if state == "COMPLETE":
-            self.study.tell(trial, outcome.objective, skip_if_finished=True)
-        else:
-            self.study.tell(trial, state=states.PRUNED if state == "PRUNED" else states.FAIL,
-                            skip_if_finished=True)
         outcome.trial_state, outcome.trial_note = state, note
-        with self.lock:
+        with self.lock:  # told, counted and printed at once: the lines' counts go up one by one
+            if state == "COMPLETE":
+                self.study.tell(trial, outcome.objective, skip_if_finished=True)
+            else:
+                self.study.tell(trial, state=states.PRUNED if state == "PRUNED" else states.FAIL,
+                                skip_if_finished=True)
             self.running.discard(trial.number)
             self.outcomes[trial.number] = (trial.params, outcome)
             settings = self.settings
-            line = trial_line(trial.number, settings.n_trials, trial.params, outcome, settings.metric)
+            counted = studies.trials_done(self.study)
+            line = trial_line(trial.number, counted, settings.n_trials, trial.params, outcome,
+                              settings.metric)
             print(line, flush=True)
 
     def fail_running(self, study: optuna.Study) -> None:
