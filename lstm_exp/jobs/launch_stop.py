@@ -13,7 +13,7 @@ class LaunchStopped(Exception):
     """The launch's jobs were stopped because its `stopping` event was set."""
 
 
-def check(stopping: threading.Event | None) -> None:
+def raise_if_stopped(stopping: threading.Event | None) -> None:
     """Raises `LaunchStopped` once `stopping` is set (None: a launch nobody stops from outside)."""
     if stopping is not None and stopping.is_set():
         raise LaunchStopped("the search was stopped")

@@ -24,7 +24,7 @@ import time
 
 from hydra.core.utils import JobReturn
 
-from lstm_exp.jobs.launch_stop import LaunchStopped, check
+from lstm_exp.jobs.launch_stop import LaunchStopped, raise_if_stopped
 from lstm_exp.jobs.submitit_array import submit_array
 from lstm_exp.record.run_record import Terminated, repeats_ignored
 
@@ -47,10 +47,11 @@ def launch(launcher, job_overrides, initial_job_idx: int,
     """
     jobs = submit_array(launcher, job_overrides, initial_job_idx, "local")
     try:
+        # A search worker's thread polls its stop event (an interrupt reaches the main thread only);
+        # once every job is done, their results stand even if the stop came meanwhile.
         while stopping is not None and not all(job.done() for job in jobs):
-            check(stopping)
+            raise_if_stopped(stopping)
             time.sleep(POLL_S)
-        check(stopping)
         return [job.results()[0] for job in jobs]
     except (KeyboardInterrupt, Terminated, LaunchStopped):  # the sweep is stopped: so are its jobs
         with repeats_ignored("stopping the sweep's submitit_local jobs"):

@@ -31,7 +31,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf, open_dict
 
 from lstm_exp.config.slurm_schema import SlurmLauncherConf
-from lstm_exp.jobs.launch_stop import LaunchStopped, check
+from lstm_exp.jobs.launch_stop import LaunchStopped, raise_if_stopped
 from lstm_exp.jobs.submitit_array import submit_array
 from lstm_exp.record.run_record import Terminated, repeats_ignored
 
@@ -101,7 +101,7 @@ def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int], 
     last_answer = time.monotonic()
     progress = None
     while True:
-        check(stopping)
+        raise_if_stopped(stopping)
         queued = _queued()
         now = time.monotonic()
         if queued is not None:
