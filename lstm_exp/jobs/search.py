@@ -205,6 +205,8 @@ def _stop_joblib_workers() -> None:
     try:
         from joblib.externals.loky import get_reusable_executor
 
-        get_reusable_executor().shutdown(wait=True, kill_workers=True)
+        # reuse=True: the executor joblib's Parallel made. Called with other arguments (the default), loky
+        # replaces it, first shutting it down without killing its workers: it waited for the jobs.
+        get_reusable_executor(reuse=True, kill_workers=True).shutdown(wait=True, kill_workers=True)
     except Exception as error:  # noqa: BLE001 - not started, or already gone: nothing to stop
         print(f"search: joblib workers not stopped ({error})", file=sys.stderr)
