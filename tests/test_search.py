@@ -5,6 +5,7 @@ pruning is checked with trials whose learning rate (1e-7) cannot learn, after tr
 median pruner; the NaN trial is injected by `faults.Fault`; the killed search is paused by it.
 """
 
+import json
 import math
 import os
 import re
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -150,7 +152,8 @@ def test_joblib_workers_study_is_recorded(tmp_path):
     assert "Best trial" in parent.data.tags["mlflow.note.content"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert artifacts == {"plots/optimization_history.png", "plots/param_importances.png"}
-    assert len(re.findall(r"^trial \d+ \[of 4\]", proc.stdout, re.M)) == 4
+    counts = re.findall(r"^trial \d+ \[(\d+)/4\]", proc.stdout, re.M)
+    assert sorted(map(int, counts)) == [1, 2, 3, 4]  # counted when each was told: one by one
     assert f"search parent run {parent.info.run_id}" in proc.stdout
 
 
@@ -181,6 +184,7 @@ def test_a_trial_that_cannot_learn_is_pruned_and_a_nan_trial_fails(tmp_path):
             run.info.run_id, "val_loss")) == 2  # the epochs it ran
     assert by_trial[4].data.tags["lstm_exp.trial_state"] == "FAIL"
     assert "PRUNED at epoch 2" in stuck.stdout
+    assert "trial 4 [4/5, this one not counted]" in nan.stdout  # n_trials counts COMPLETE + PRUNED
     assert "FAIL (diverged: val_loss nan at epoch 1)" in nan.stdout
 
 
@@ -210,16 +214,42 @@ def test_killed_search_resumes_to_exactly_n_trials(tmp_path):
 
     resumed = _search(*common, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "1 trial(s) a dead worker left are asked again" in resumed.stdout
+    assert "trial 0 (its worker was killed) asked again as trial 1" in resumed.stdout
     study = _study(tmp_path)
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
     assert study.trials[1].params == first.params  # the dead worker's trial, asked again
-    _, parents, children = _runs(tmp_path)
+    # The progress count is the study's counted trials: it never passes n_trials after the resume.
+    counts = re.findall(r"^trial (\d+) \[(\d+)/3\]", resumed.stdout, re.M)
+    assert sorted(int(k) for _, k in counts) == [1, 2, 3], resumed.stdout[-3000:]
+    client, parents, children = _runs(tmp_path)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 4 and "RUNNING" not in {r.info.status for r in children}
-    stale = [r for r in children if r.data.tags["lstm_exp.trial"] == "0"]
-    assert stale[0].info.status == "FAILED" and stale[0].data.tags["lstm_exp.trial_state"] == "FAIL"
+    by_trial = {}
+    for run in children:  # one run per trial number, never a second one counted for the same trial
+        by_trial.setdefault(int(run.data.tags["lstm_exp.trial"]), []).append(run)
+    assert sorted(by_trial) == [0, 1, 2, 3] and all(len(runs) == 1 for runs in by_trial.values())
+    counted = [r for r in children if r.data.tags["lstm_exp.trial_state"] in ("COMPLETE", "PRUNED")]
+    assert len(counted) == 3
+    killed_run = by_trial[0][0]
+    assert killed_run.info.status == "FAILED" and killed_run.data.tags["lstm_exp.trial_state"] == "FAIL"
+    assert killed_run.data.tags["lstm_exp.trial_note"] == "worker killed; asked again as trial 1"
+    killed = study.trials[0]
+    assert killed.user_attrs["lstm_exp.fail_reason"] == "worker killed; asked again as trial 1"
+    assert killed.user_attrs["run_id"] == killed_run.info.run_id
+    # The parent says how the study's trials add up: counted == n_trials, the killed attempt apart.
+    parent = parents[0]
+    assert parent.data.metrics["search.trials_counted"] == 3
+    assert parent.data.metrics["search.trials_failed"] == 1 == parent.data.metrics["search.trials_killed"]
+    note = parent.data.tags["mlflow.note.content"]
+    assert "3 of 3 trials counted" in note
+    assert f"trial 0 (run {killed_run.info.run_id}): worker killed; asked again as trial 1" in note
+    path = client.download_artifacts(parent.info.run_id, "search_trials.json", str(tmp_path))
+    table = json.loads(Path(path).read_text())  # mlflow.log_table's layout: columns, then rows
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
+    assert [row["counted"] for row in rows] == [False, True, True, True]
+    assert rows[0]["run_id"] == killed_run.info.run_id
+    assert rows[0]["note"] == "worker killed; asked again as trial 1"
 
 
 @pytest.mark.slow

@@ -314,3 +314,40 @@ def test_a_small_search_on_two_slurm_workers(cluster, server, tmp_path):
         assert child.info.status == "FINISHED" and child.data.tags["lstm_exp.trial_state"] == "COMPLETE"
         trial = study.trials[int(child.data.tags["lstm_exp.trial"])]
         assert math.isclose(trial.value, child.data.metrics["val_loss"], rel_tol=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.service
+def test_sigterm_to_a_two_worker_search_cancels_every_trial_job(cluster, server, tmp_path):
+    # Signals reach the search's main thread only; each worker thread waits on its own job array.
+    client = MlflowClient(server)
+    experiment = "slurm_search_stop"
+
+    def both_running():
+        if proc.poll() is not None:
+            pytest.fail(f"the search ended before it could be stopped: {proc.communicate()}")
+        exp = client.get_experiment_by_name(experiment)
+        runs = client.search_runs([exp.experiment_id], "tags.mlflow.parentRunId LIKE '%'") if exp else []
+        return [run.info.status for run in runs] == ["RUNNING", "RUNNING"]
+
+    overrides = ("hydra/sweeper=search", "task=adding", "task.epochs=1", "task.train_size=64",
+                 "task.val_size=32", "model.units=[4]", "task.learning_rate=0.05,0.01",
+                 "hydra.sweeper.n_trials=2", "hydra.sweeper.n_workers=2", "hydra.sweeper.seed=0",
+                 *fault_overrides(pause=[0]), *tracked(server, experiment))
+    with background_sweep(cluster, *overrides, launch=tmp_path) as proc:
+        cluster.wait_for(both_running, "both trials' runs open", JOB_START_TIMEOUT_S)
+        proc.send_signal(signal.SIGTERM)
+        done = finish(proc)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert cluster.jobs() == []  # each worker cancelled its array and waited until it left the queue
+    (tmp_path / RELEASE_FILE).touch()  # had a job outlived the search, it would now finish its run
+    exp = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([exp])  # two trials may share their sampled overrides: not keyed by them
+    assert sorted(r.info.status for r in runs) == ["KILLED"] * 3
+    import optuna
+
+    from lstm_exp.jobs.study import open_storage
+
+    storage = open_storage(str(tmp_path / "optuna_journal.log"))
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]

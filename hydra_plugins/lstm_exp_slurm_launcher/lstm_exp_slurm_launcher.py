@@ -36,7 +36,9 @@ class LstmExpSlurmLauncher(SlurmLauncher):
         kept = [o for o in sweep_overrides if o.split("=", 1)[0].lstrip("+~") != "resume"]
         return submitit.helpers.DelayedSubmission(self, [*kept, "resume=true"], *args, **kwargs)
 
-    def launch(self, job_overrides, initial_job_idx: int) -> list:
+    def launch(self, job_overrides, initial_job_idx: int, stopping=None) -> list:
+        """Hydra's `Launcher.launch`; `stopping` (a `threading.Event`) cancels the array from another
+        thread, as a search's worker needs (lstm_exp/jobs/launch_stop.py)."""
         from lstm_exp.jobs.slurm_launcher import launch
 
-        return launch(self, job_overrides, initial_job_idx, self.lost_job_grace_s, self.poll_s)
+        return launch(self, job_overrides, initial_job_idx, self.lost_job_grace_s, self.poll_s, stopping)

@@ -16,6 +16,8 @@ Metrics (MLflow):
     stopped_epoch, best_epoch           with early stopping (task.patience > 0): the last epoch
                                         trained and the best val_loss's epoch, counted from 0
     fp.{n_stable,n_saddle,max_q,n_not_converged}   the fixed points of `lstm_exp.dynamics`
+    search.{trials_counted,trials_failed,trials_killed}   a search's parent: COMPLETE + PRUNED (what
+                                        n_trials counts), FAIL, and of those the killed attempts
 
 MLflow datasets of `task=file` (`mlflow.data.context` input tag): training, validation.
 
@@ -53,6 +55,10 @@ FIXED_POINTS_PLOT = "plots/fixed_points.png"
 FP_N_STABLE, FP_N_SADDLE, FP_MAX_Q = "fp.n_stable", "fp.n_saddle", "fp.max_q"
 FP_N_NOT_CONVERGED = "fp.n_not_converged"
 DYNAMICS_OF_TAG = "lstm_exp.dynamics_of"  # on a dynamics run: the id of the run it analysed
+
+# A search's parent run: how its study's trials add up (n_trials counts COMPLETE + PRUNED only).
+TRIALS_COUNTED, TRIALS_FAILED = "search.trials_counted", "search.trials_failed"
+TRIALS_KILLED = "search.trials_killed"  # FAIL trials whose worker was killed, asked again as new trials
 
 _LAYER = re.compile(r"layer_(\d+)")
 _ARRAY = re.compile(r"layer_(\d+)/(?:(fw|bw)/)?(.+)")

@@ -93,3 +93,19 @@ def parse_trial(sweep: DictConfig) -> TrialSpec | None:
         return None
     return TrialSpec(int(sweep.trial), str(sweep.study), str(sweep.storage), sweep.metric or "val_loss",
                      sweep.pruner or "median")
+
+
+def check_sampler_fits(sampler: str, space: dict) -> None:
+    """Refuses `cmaes` for a space with no float or int interval.
+
+    CMA-ES samples only the space's intervals (`interval(...)`, `range(...)`); Optuna hands every
+    categorical parameter to its independent sampler (random). With no interval at all, a cmaes search
+    would be a random search under another name.
+    """
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if sampler == "cmaes" and not any(isinstance(d, (FloatDistribution, IntDistribution))
+                                      for d in space.values()):
+        raise ConfigError("hydra.sweeper.sampler", sampler, "tpe or random for a space of choices only "
+                          "(CMA-ES samples float and int intervals: interval(...) or range(...); this "
+                          f"space has none: {', '.join(sorted(space))})")

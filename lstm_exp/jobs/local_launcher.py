@@ -12,15 +12,19 @@ RUNNING:
 - a job that does not stop within `STOP_GRACE_S` (before its run is open submitit's handler ignores
   SIGTERM) is cancelled the way submitit cancels: SIGINT to its controller, which interrupts the job and
   kills it a second later.
+A search's worker thread never sees the interrupt: it passes a `stopping` event, which the wait polls
+(jobs/launch_stop.py); set, the jobs are stopped the same way and `LaunchStopped` is raised.
 """
 
 import logging
 import os
 import signal
+import threading
 import time
 
 from hydra.core.utils import JobReturn
 
+from lstm_exp.jobs.launch_stop import LaunchStopped, raise_if_stopped
 from lstm_exp.jobs.submitit_array import submit_array
 from lstm_exp.record.run_record import Terminated, repeats_ignored
 
@@ -30,7 +34,8 @@ CANCEL_TIMEOUT_S = 30  # for a cancelled controller to kill its job and exit
 POLL_S = 0.1
 
 
-def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+def launch(launcher, job_overrides, initial_job_idx: int,
+           stopping: threading.Event | None = None) -> list[JobReturn]:
     """Runs the batch as hydra-submitit-launcher's `LocalLauncher.launch` does; stops it if interrupted.
 
     Args:
@@ -38,11 +43,17 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
             each job, whose `__call__` is the launcher's.
         job_overrides: each job's overrides.
         initial_job_idx: the number of the batch's first job.
+        stopping: set by another thread to stop the jobs (a search's worker); None: only an interrupt.
     """
     jobs = submit_array(launcher, job_overrides, initial_job_idx, "local")
     try:
+        # A search worker's thread polls its stop event (an interrupt reaches the main thread only);
+        # once every job is done, their results stand even if the stop came meanwhile.
+        while stopping is not None and not all(job.done() for job in jobs):
+            raise_if_stopped(stopping)
+            time.sleep(POLL_S)
         return [job.results()[0] for job in jobs]
-    except (KeyboardInterrupt, Terminated):  # the sweep is stopped: so are its jobs
+    except (KeyboardInterrupt, Terminated, LaunchStopped):  # the sweep is stopped: so are its jobs
         with repeats_ignored("stopping the sweep's submitit_local jobs"):
             stop(jobs)
         raise

@@ -10,7 +10,10 @@ jobs open themselves to report each epoch and to learn whether they are pruned (
 
 Stopped (Ctrl-C, SIGTERM): no worker asks again; trials still RUNNING are told FAIL; the parent ends
 KILLED and, with it, its children still RUNNING. joblib's workers are killed (their runs end KILLED
-through the parent); in-process, the job ends its own run KILLED.
+through the parent); in-process, the job ends its own run KILLED. The signal reaches the main thread
+only: with several workers it sets their `stop` event, which the submitit_local and Slurm launches poll
+(jobs/launch_stop.py) to stop or cancel their jobs, and waits (at most `WORKERS_STOP_TIMEOUT_S`) for the
+workers to have done so before the parent ends.
 """
 
 import sys
@@ -24,16 +27,22 @@ from omegaconf import OmegaConf
 
 from lstm_exp.config.experiment import parse_tracking
 from lstm_exp.config.launcher_validate import validate_launcher
-from lstm_exp.config.search_settings import SearchSettings, parse_settings
+from lstm_exp.config.search_settings import SearchSettings, check_sampler_fits, parse_settings
 from lstm_exp.config.search_space import parse_search, trial_override
 from lstm_exp.errors import ConfigError
 from lstm_exp.jobs import study as studies
 from lstm_exp.jobs.handover import hand_over
+from lstm_exp.jobs.launch_stop import LaunchStopped
 from lstm_exp.jobs.output_dirs import make_output_dir
 from lstm_exp.jobs.search_parent import SearchParent
 from lstm_exp.jobs.sweep import PARENT_ENV, SIZE_ENV, job_environment, job_outcome, launch_jobs
 from lstm_exp.jobs.sweep_grid import params_overrides
 from lstm_exp.jobs.text import trial_line
+from lstm_exp.record.run_record import repeats_ignored
+
+# Bounds the launches' own bounded stops: submitit_local's SIGTERM grace and cancel (30 + 30 s), Slurm's
+# scancel and its wait until squeue lists none of the jobs (180 s), with their commands' timeouts.
+WORKERS_STOP_TIMEOUT_S = 300
 
 
 def run_search(sweeper, arguments: list[str]) -> list:
@@ -47,6 +56,7 @@ def run_search(sweeper, arguments: list[str]) -> list:
     if not space:
         raise ConfigError("hydra.sweeper.params", None, "a search space: at least one key with choice(...), "
                           "a,b, range(...) or interval(...), on the command line or in hydra.sweeper.params")
+    check_sampler_fits(settings.sampler, space)
     in_process = "BasicLauncher" in str(config.hydra.launcher.get("_target_", ""))
     if settings.n_workers > 1 and in_process:
         raise ConfigError("hydra.sweeper.n_workers", settings.n_workers, "1 with the basic launcher (its "
@@ -69,15 +79,18 @@ def run_search(sweeper, arguments: list[str]) -> list:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our line per trial says it once
     study = studies.load_study(settings, name, storage)
-    stale = studies.fail_stale_trials(study)
-    to_run = max(0, settings.n_trials - studies.trials_done(study))
     parent = SearchParent.open(uri, tracking, name, storage, list(config.hydra.overrides.task))
-    print(f"search: study '{name}' in {storage}: {studies.trials_done(study)} of {settings.n_trials} "
-          f"trials done, {to_run} to run on {settings.n_workers} worker(s)"
-          + (f"; {len(stale)} trial(s) a dead worker left are asked again" if stale else ""), flush=True)
-    workers = _Workers(sweeper, study, space, fixed, name, storage, settings, to_run)
     with job_environment({PARENT_ENV: parent.record.run_id, SIZE_ENV: str(settings.n_trials)}), parent.record:
-        parent.end_stale()
+        stale_runs = parent.stale_runs()
+        asked_again = studies.fail_stale_trials(study, {n: ids[0] for n, ids in stale_runs.items()
+                                                        if n is not None})
+        parent.end_stale(stale_runs, asked_again)
+        to_run = max(0, settings.n_trials - studies.trials_done(study))
+        print(f"search: study '{name}' in {storage}: {studies.trials_done(study)} of {settings.n_trials} "
+              f"trials counted, {to_run} to run on {settings.n_workers} worker(s)"
+              + "".join(f"; trial {k} (its worker was killed) asked again as trial {a}"
+                        for k, a in asked_again.items()), flush=True)
+        workers = _Workers(sweeper, study, space, fixed, name, storage, settings, to_run)
         try:
             workers.run()
         finally:
@@ -113,8 +126,11 @@ class _Workers:
                 for thread in threads:
                     thread.join(timeout=0.2)  # short: Ctrl-C and SIGTERM reach this (main) thread
         except BaseException:
-            self.stop.set()
-            _stop_joblib_workers()
+            self.stop.set()  # the workers' launches stop their jobs
+            with repeats_ignored("stopping the search's workers and their jobs"):
+                if "joblib" in type(self.sweeper.launcher).__module__:
+                    _stop_joblib_workers()
+                _join(threads, WORKERS_STOP_TIMEOUT_S)
             raise
 
     def work(self) -> None:
@@ -131,8 +147,10 @@ class _Workers:
                          f"sweep.storage='{self.storage}'", f"sweep.pruner={self.settings.pruner}"]
             start = time.perf_counter()
             try:
-                result = launch_jobs(self.sweeper.launcher, [overrides], trial.number)[0]
+                result = launch_jobs(self.sweeper.launcher, [overrides], trial.number, self.stop)[0]
                 outcome = job_outcome(result)
+            except LaunchStopped:  # its job is stopped; the main thread fails the trial and ends its run
+                return
             except Exception as error:  # noqa: BLE001 - a launcher that lost the job: this trial fails
                 from lstm_exp.jobs.outcome import failure_outcome
 
@@ -143,21 +161,23 @@ class _Workers:
         state = outcome.trial_state or "FAIL"
         note = outcome.trial_note or (outcome.error if state == "FAIL" else None)
         if outcome.run_id:
-            trial.set_user_attr("run_id", outcome.run_id)
+            trial.set_user_attr(studies.RUN_ID, outcome.run_id)
         if note:
             trial.set_user_attr(studies.REASON, note)
         states = optuna.trial.TrialState
-        if state == "COMPLETE":
-            self.study.tell(trial, outcome.objective, skip_if_finished=True)
-        else:
-            self.study.tell(trial, state=states.PRUNED if state == "PRUNED" else states.FAIL,
-                            skip_if_finished=True)
         outcome.trial_state, outcome.trial_note = state, note
-        with self.lock:
+        with self.lock:  # told, counted and printed at once: the lines' counts go up one by one
+            if state == "COMPLETE":
+                self.study.tell(trial, outcome.objective, skip_if_finished=True)
+            else:
+                self.study.tell(trial, state=states.PRUNED if state == "PRUNED" else states.FAIL,
+                                skip_if_finished=True)
             self.running.discard(trial.number)
             self.outcomes[trial.number] = (trial.params, outcome)
             settings = self.settings
-            line = trial_line(trial.number, settings.n_trials, trial.params, outcome, settings.metric)
+            counted = studies.trials_done(self.study)
+            line = trial_line(trial.number, counted, settings.n_trials, trial.params, outcome,
+                              settings.metric)
             print(line, flush=True)
 
     def fail_running(self, study: optuna.Study) -> None:
@@ -169,11 +189,24 @@ class _Workers:
                 study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
+def _join(threads: list[threading.Thread], timeout_s: float) -> None:
+    """Waits until every thread has ended, at most `timeout_s` in all; says which did not."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    alive = [thread.name for thread in threads if thread.is_alive()]
+    if alive:
+        print(f"search: {', '.join(alive)} still stopping its job after {timeout_s} s; the search ends "
+              "without waiting longer", file=sys.stderr)
+
+
 def _stop_joblib_workers() -> None:
     """Kills joblib's worker processes (a job in one would go on after the search stopped)."""
     try:
         from joblib.externals.loky import get_reusable_executor
 
-        get_reusable_executor().shutdown(wait=True, kill_workers=True)
+        # reuse=True: the executor joblib's Parallel made. Called with other arguments (the default), loky
+        # replaces it, first shutting it down without killing its workers: it waited for the jobs.
+        get_reusable_executor(reuse=True, kill_workers=True).shutdown(wait=True, kill_workers=True)
     except Exception as error:  # noqa: BLE001 - not started, or already gone: nothing to stop
         print(f"search: joblib workers not stopped ({error})", file=sys.stderr)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import optuna
 
+from lstm_exp.config import names
 from lstm_exp.config.search_settings import SearchSettings
 from lstm_exp.config.specs import TrackingSpec
-from lstm_exp.jobs.study import REASON
+from lstm_exp.jobs.study import REASON, RUN_ID, STALE, killed_note
 
 STALE_RUN_REASON = "its search was killed before the trial ended (the trial is asked again)"
 ORPHAN_REASON = "the trial's job ended without ending its run (its process was killed or lost)"
@@ -49,11 +50,18 @@ class SearchParent:
             record = RunRecord.open(local, request, orphans_reason=ORPHAN_REASON)
         return cls(record, local.client(uri), study_name, storage)
 
-    def end_stale(self) -> None:
-        """Ends the trial runs an earlier, killed search left RUNNING (FAILED, tagged FAIL)."""
+    def stale_runs(self) -> dict:
+        """The trial runs an earlier, killed search left RUNNING, by trial number."""
         from lstm_exp.record import search_record
 
-        for run_id in search_record.end_stale_children(self.client, self.record.uri, self.record.run_id,
+        return search_record.running_trial_runs(self.client, self.record.run_id)
+
+    def end_stale(self, runs: dict, asked_again: dict[int, int]) -> None:
+        """Ends the runs of `stale_runs` FAILED, each tagged FAIL with the trial that asks it again."""
+        from lstm_exp.record import search_record
+
+        notes = {killed: killed_note(again) for killed, again in asked_again.items()}
+        for run_id in search_record.end_stale_children(self.client, self.record.uri, runs, notes,
                                                        STALE_RUN_REASON):
             print(f"search: run {run_id} of a killed search ended FAILED", file=sys.stderr)
 
@@ -72,11 +80,14 @@ class SearchParent:
         rows = [_row(t) for t in trials]
         best = _best(study, settings.metric)
         counts = {s: sum(1 for r in rows if r["state"] == s) for s in ("COMPLETE", "PRUNED", "FAIL")}
-        text = _description(self.study_name, self.storage, counts, best, settings)
+        killed = [t for t in trials if t.user_attrs.get(STALE)]
+        text = _description(self.study_name, self.storage, counts, best, settings, killed)
         tags = {"mlflow.note.content": text, "lstm_exp.jobs": f"{len(rows)} trials",
                 "lstm_exp.study_storage": self.storage}
         params = {"search.study_name": self.study_name, "search.storage": self.storage}
-        search_record.log_study(self.client, self.record.run_id, rows, best, tags, params, study)
+        metrics = {names.TRIALS_COUNTED: counts["COMPLETE"] + counts["PRUNED"],
+                   names.TRIALS_FAILED: counts["FAIL"], names.TRIALS_KILLED: len(killed)}
+        search_record.log_study(self.client, self.record.run_id, rows, best, tags, params, study, metrics)
         self.record.end("FINISHED", orphans_reason=ORPHAN_REASON)  # a job lost by its launcher
         print(text.replace("**", ""))
         record = self.record
@@ -89,8 +100,8 @@ def _row(trial: optuna.trial.FrozenTrial) -> dict:
     seconds = trial.duration.total_seconds() if trial.duration else None
     return {"trial": trial.number, "state": trial.state.name,
             "value": trial.value if trial.value is not None and math.isfinite(trial.value) else None,
-            "params": trial.params, "seconds": seconds, "run_id": trial.user_attrs.get("run_id"),
-            "note": trial.user_attrs.get(REASON)}
+            "params": trial.params, "seconds": seconds, "run_id": trial.user_attrs.get(RUN_ID),
+            "counted": trial.state.name in ("COMPLETE", "PRUNED"), "note": trial.user_attrs.get(REASON)}
 
 
 def _best(study: optuna.Study, metric: str) -> dict | None:
@@ -99,14 +110,20 @@ def _best(study: optuna.Study, metric: str) -> dict | None:
     except ValueError:  # no COMPLETE trial
         return None
     return {"number": best.number, "value": best.value, "params": best.params,
-            "run_id": best.user_attrs.get("run_id"), "metric": metric}
+            "run_id": best.user_attrs.get(RUN_ID), "metric": metric}
 
 
-def _description(name: str, storage: str, counts: dict, best: dict | None, settings: SearchSettings) -> str:
-    total = sum(counts.values())
-    head = (f"Search study **{name}** ({storage}): {total} trials, {counts['COMPLETE']} complete, "
-            f"{counts['PRUNED']} pruned, {counts['FAIL']} failed; sampler {settings.sampler}, "
-            f"pruner {settings.pruner}, {settings.direction} {settings.metric}.")
+def _description(name: str, storage: str, counts: dict, best: dict | None, settings: SearchSettings,
+                 killed: list) -> str:
+    counted = counts["COMPLETE"] + counts["PRUNED"]
+    head = (f"Search study **{name}** ({storage}): {counted} of {settings.n_trials} trials counted "
+            f"({counts['COMPLETE']} complete, {counts['PRUNED']} pruned), {counts['FAIL']} failed (not "
+            f"counted); sampler {settings.sampler}, pruner {settings.pruner}, {settings.direction} "
+            f"{settings.metric}.")
+    if killed:  # Optuna keeps a FAIL trial: the record of the attempt, not a finished trial run twice
+        head += f"\nKilled attempts ({len(killed)}, FAIL): " + "; ".join(
+            f"trial {t.number} (run {t.user_attrs.get(RUN_ID, 'none')}): {t.user_attrs.get(REASON)}"
+            for t in killed) + "."
     if best is None:
         return head + "\nNo trial completed: no best trial."
     return (head + f"\nBest trial {best['number']}: {settings.metric} {best['value']:.6g}, run "

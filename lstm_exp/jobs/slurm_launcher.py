@@ -10,6 +10,8 @@ a FAILED JobReturn whose error says why; the sweeper (lstm_exp.jobs.sweep) count
 the exit status and ends the job's run if the job left it open. A job that submitit requeued (Slurm's
 time-limit warning or a preemption, `max_num_timeout`; see jobs/slurm_requeue.py) keeps its id and stays
 in squeue (PENDING, reason BeginTime, until it starts again), so it is waited for like any queued job.
+A search's worker thread never sees an interrupt: its `stopping` event (jobs/launch_stop.py), looked at
+on every poll, cancels the array the same way and raises `LaunchStopped`.
 
 The plugin class Hydra instantiates is hydra_plugins/lstm_exp_slurm_launcher (Hydra takes launchers
 from that package only); its knobs are in lstm_exp/config/slurm_schema.py. The plugin's own
@@ -20,6 +22,7 @@ and poll: its launch keeps the job handles to itself, so a stopped sweep could n
 import getpass
 import logging
 import subprocess
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +31,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf, open_dict
 
 from lstm_exp.config.slurm_schema import SlurmLauncherConf
+from lstm_exp.jobs.launch_stop import LaunchStopped, raise_if_stopped
 from lstm_exp.jobs.submitit_array import submit_array
 from lstm_exp.record.run_record import Terminated, repeats_ignored
 
@@ -45,7 +49,7 @@ class SlurmJobError(RuntimeError):
 
 
 def launch(launcher, job_overrides, initial_job_idx: int, lost_job_grace_s: float = LOST_JOB_GRACE_S,
-           poll_s: float = POLL_S) -> list[JobReturn]:
+           poll_s: float = POLL_S, stopping: threading.Event | None = None) -> list[JobReturn]:
     """Submits the batch as one job array, as submitit_slurm does, and waits for it without sacct.
 
     Args:
@@ -55,14 +59,15 @@ def launch(launcher, job_overrides, initial_job_idx: int, lost_job_grace_s: floa
         initial_job_idx: the number of the batch's first job.
         lost_job_grace_s: how long a job that squeue no longer lists may take to show its result.
         poll_s: how often the result files and squeue are looked at.
+        stopping: set by another thread to cancel the array (a search's worker); None: only an interrupt.
     """
     jobs = submit_array(launcher, job_overrides, initial_job_idx, "slurm",
                         slurm_max_num_timeout=launcher.params["max_num_timeout"])
     overrides = [list(o) for o in job_overrides]
     numbers = [initial_job_idx + i for i in range(len(overrides))]
     try:
-        return _wait(launcher, jobs, overrides, numbers, lost_job_grace_s, poll_s)
-    except (KeyboardInterrupt, Terminated):  # the sweep is stopped: so are its jobs
+        return _wait(launcher, jobs, overrides, numbers, lost_job_grace_s, poll_s, stopping)
+    except (KeyboardInterrupt, Terminated, LaunchStopped):  # the sweep is stopped: so are its jobs
         with repeats_ignored("cancelling the sweep's Slurm job array"):
             _cancel(jobs)
         raise
@@ -89,13 +94,14 @@ def _cancel(jobs: list) -> None:
 
 
 def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int], lost_job_grace_s: float,
-          poll_s: float) -> list[JobReturn]:
+          poll_s: float, stopping: threading.Event | None) -> list[JobReturn]:
     """Each job's JobReturn, once every job has a result or is lost; logs a line when the counts change."""
     returns: dict[int, JobReturn] = {}
     left_queue: dict[int, float] = {}  # job index -> when squeue first did not list it
     last_answer = time.monotonic()
     progress = None
     while True:
+        raise_if_stopped(stopping)
         queued = _queued()
         now = time.monotonic()
         if queued is not None:
@@ -123,7 +129,15 @@ def _wait(launcher, jobs: list, overrides: list[list[str]], numbers: list[int], 
             log.info("Slurm sweep: %s", ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
         if len(returns) == len(jobs):
             return [returns[i] for i in range(len(jobs))]
-        time.sleep(poll_s)
+        _sleep(poll_s, stopping)
+
+
+def _sleep(seconds: float, stopping: threading.Event | None) -> None:
+    """A poll's pause, cut short when `stopping` is set."""
+    if stopping is None:
+        time.sleep(seconds)
+    else:
+        stopping.wait(seconds)
 
 
 def _queued() -> set[str] | None:

@@ -11,8 +11,10 @@ also works on the shared filesystem Slurm jobs see) — what Optuna recommends f
 
 Resume. The study is loaded by `study_name` + storage, so the same command continues it. Trials that
 are RUNNING when a search starts belong to a sweeper that died (one search runs a study at a time):
-they are marked FAIL with the reason `lstm_exp.stale`, and their parameters enqueued to be asked again.
-Such a trial does not count toward `n_trials`; every trial a job finished does (COMPLETE, PRUNED, FAIL).
+their parameters are enqueued to be asked again (as a new trial: Optuna cannot reopen or delete one),
+then they are marked FAIL with `lstm_exp.stale` and the reason "worker killed; asked again as trial N".
+Only COMPLETE and PRUNED trials count toward `n_trials`: a FAIL trial (killed, diverged, a job that
+failed) stays in the study as the record of what happened, and the next search asks for another.
 """
 
 import hashlib
@@ -24,6 +26,8 @@ from lstm_exp.config.search_settings import SearchSettings
 
 JOURNAL = "optuna_journal.log"
 STALE = "lstm_exp.stale"  # user attribute of a trial failed because its worker died
+RETRY_OF = "lstm_exp.asked_again_from"  # user attribute: the killed trial whose parameters it asks again
+RUN_ID = "run_id"  # user attribute: the trial's MLflow run
 REASON = "lstm_exp.fail_reason"  # user attribute: why a trial failed
 PRUNER_STARTUP = 2  # completed trials the median pruner waits for
 DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql")
@@ -85,16 +89,34 @@ def load_study(settings: SearchSettings, name: str, storage: str) -> optuna.Stud
                                pruner=make_pruner(settings.pruner))
 
 
-def fail_stale_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Marks the trials a dead sweeper left RUNNING as FAIL and asks for their parameters again."""
-    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for frozen in stale:
-        trial = live_trial(study, frozen)
+def fail_stale_trials(study: optuna.Study, run_ids: dict[int, str]) -> dict[int, int]:
+    """Marks the trials a dead sweeper left RUNNING as FAIL, each asked again as a new trial.
+
+    Args:
+        run_ids: trial number -> the run its job had opened (from the parent's children), if any.
+
+    Returns:
+        The killed trial's number -> the number of the trial that asks its parameters again.
+    """
+    states = optuna.trial.TrialState
+    asked_again = {}
+    for frozen in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+        study.enqueue_trial(frozen.params, user_attrs={RETRY_OF: frozen.number}, skip_if_exists=False)
+        again = next(t.number for t in study.get_trials(deepcopy=False, states=(states.WAITING,))
+                     if t.user_attrs.get(RETRY_OF) == frozen.number)
+        trial = live_trial(study, frozen)  # attributes first: a finished trial takes none
         trial.set_user_attr(STALE, True)
-        trial.set_user_attr(REASON, "its worker died before it ended")
-        study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(frozen.params, skip_if_exists=False)
-    return stale
+        trial.set_user_attr(REASON, killed_note(again))
+        if frozen.number in run_ids:
+            trial.set_user_attr(RUN_ID, run_ids[frozen.number])
+        study.tell(frozen.number, state=states.FAIL)
+        asked_again[frozen.number] = again
+    return asked_again
+
+
+def killed_note(again: int) -> str:
+    """The reason a killed trial, and its run, carry."""
+    return f"worker killed; asked again as trial {again}"
 
 
 def live_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> optuna.trial.Trial:
@@ -111,11 +133,12 @@ def trial_of(study: optuna.Study, number: int) -> optuna.trial.Trial:
     return live_trial(study, study.get_trials(deepcopy=False)[number])
 
 
+COUNTED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
 def trials_done(study: optuna.Study) -> int:
-    """Trials a job finished: COMPLETE, PRUNED, or FAIL other than a dead worker's."""
-    state = optuna.trial.TrialState
-    finished = (state.COMPLETE, state.PRUNED, state.FAIL)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=finished) if not t.user_attrs.get(STALE))
+    """Trials counted toward `n_trials`: COMPLETE and PRUNED (a FAIL trial is asked for again)."""
+    return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
 def trials_waiting(study: optuna.Study) -> int:

@@ -73,9 +73,10 @@ def run_sweep(sweeper, arguments: list[str]) -> list:
     return returns
 
 
-def launch_jobs(launcher, batch, first: int) -> list:
+def launch_jobs(launcher, batch, first: int, stopping=None) -> list:
     """The launcher's `launch`; for the submitit plugin's own launchers, ours, which stop the jobs if
-    the sweep is stopped.
+    the sweep is stopped: interrupted, or, from a search's worker thread, when `stopping` (a
+    `threading.Event`) is set. joblib's workers are killed by the search itself.
 
     Hydra's basic launcher runs the jobs in this process (the interrupt reaches them) and joblib kills
     its workers when its wait is interrupted. The plugin's `submitit_local` and `submitit_slurm` wait
@@ -85,14 +86,18 @@ def launch_jobs(launcher, batch, first: int) -> list:
     """
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 
+    from hydra_plugins.lstm_exp_slurm_launcher.lstm_exp_slurm_launcher import LstmExpSlurmLauncher
+
     if type(launcher) is LocalLauncher:
         from lstm_exp.jobs import local_launcher
 
-        return local_launcher.launch(launcher, batch, first)
+        return local_launcher.launch(launcher, batch, first, stopping)
     if type(launcher) is SlurmLauncher:
         from lstm_exp.jobs import slurm_launcher
 
-        return slurm_launcher.launch(launcher, batch, first)
+        return slurm_launcher.launch(launcher, batch, first, stopping=stopping)
+    if isinstance(launcher, LstmExpSlurmLauncher):
+        return launcher.launch(batch, first, stopping=stopping)
     return launcher.launch(batch, initial_job_idx=first)
 
 

@@ -126,15 +126,21 @@ def epoch_printer(task: TaskSpec | None):
     return print_epoch
 
 
-def trial_line(number: int, total: int, params: dict, outcome, metric: str) -> str:
-    """One line per finished search trial: number, params, value or PRUNED at epoch k, seconds, run."""
+def trial_line(number: int, counted: int, total: int, params: dict, outcome, metric: str) -> str:
+    """One line per finished search trial: number, params, value or PRUNED at epoch k, seconds, run.
+
+    `[counted/total]`: the study's trials that count toward n_trials (COMPLETE, PRUNED) once this one
+    was told, so it never passes n_trials after a resume; a FAIL trial's line says it is not counted.
+    """
     shown = " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
                      for key, value in params.items())
+    progress = f"[{counted}/{total}]"
     if outcome.trial_state == "COMPLETE":
         ended = f"{metric} {outcome.objective:.6g}"
     elif outcome.trial_state == "PRUNED":
         ended = f"PRUNED at epoch {outcome.epochs}"
     else:
         ended = f"FAIL ({outcome.trial_note or outcome.error})"
+        progress = f"[{counted}/{total}, this one not counted]"
     run = f"  run {outcome.run_id}" if outcome.run_id else ""
-    return f"trial {number} [of {total}]  {shown}  {ended}  {outcome.seconds:.1f} s{run}"
+    return f"trial {number} {progress}  {shown}  {ended}  {outcome.seconds:.1f} s{run}"

@@ -3,7 +3,8 @@ runs a dead sweeper left RUNNING, and the study's summary on the parent.
 
 Parent: description (`mlflow.note.content`) with the best trial; metric `best_<objective>`; tags
 `lstm_exp.study`, `lstm_exp.study_storage`, `lstm_exp.best_run_id`, `lstm_exp.best_params` (JSON),
-`lstm_exp.best_trial`; the table `search_trials.json` (one row per trial, `mlflow.load_table`); plots
+`lstm_exp.best_trial`; metrics `search.trials_counted` / `_failed` / `_killed`; the table
+`search_trials.json` (one row per trial, `counted` true for COMPLETE and PRUNED, `mlflow.load_table`); plots
 `plots/optimization_history.png`, `plots/param_importances.png`.
 """
 
@@ -51,23 +52,43 @@ def study_parent(client, experiment_id: str, study: str) -> str | None:
     return run_id
 
 
-def end_stale_children(client, uri: str, parent_run_id: str, reason: str) -> list[str]:
-    """Ends FAILED the parent's children still RUNNING (their worker died) and tags them FAIL."""
+def running_trial_runs(client, parent_run_id: str) -> dict[int | None, list[str]]:
+    """The parent's children still RUNNING (a dead sweeper's), by their trial number (None: untagged)."""
     from lstm_exp.record.store import running_children
 
-    stale = running_children(client, parent_run_id)
-    for run_id in stale:
-        end_if_running(client, uri, run_id, "FAILED", reason)
-        tag_trial_run(client, run_id, "FAIL", reason)
-    return stale
+    found: dict[int | None, list[str]] = {}
+    for run_id in running_children(client, parent_run_id):
+        number = retry_locked(lambda r=run_id: client.get_run(r)).data.tags.get(TRIAL_TAG)
+        found.setdefault(int(number) if number is not None else None, []).append(run_id)
+    return found
+
+
+def end_stale_children(client, uri: str, runs: dict[int | None, list[str]], notes: dict[int, str],
+                       reason: str) -> list[str]:
+    """Tags FAIL, then ends FAILED, the runs a dead sweeper left RUNNING (tagged first: an ended run's
+    record is never written to again).
+
+    Args:
+        runs: `running_trial_runs`' answer.
+        notes: trial number -> the note its run carries ("worker killed; asked again as trial N").
+        reason: the runs' end reason (`lstm_exp.error`).
+    """
+    ended = []
+    for number, run_ids in runs.items():
+        for run_id in run_ids:
+            tag_trial_run(client, run_id, "FAIL", notes.get(number, reason))
+            end_if_running(client, uri, run_id, "FAILED", reason)
+            ended.append(run_id)
+    return ended
 
 
 def log_study(client, run_id: str, rows: list[dict], best: dict | None, tags: dict[str, str],
-              params: dict[str, str], study) -> None:
+              params: dict[str, str], study, metrics: dict[str, float]) -> None:
     """The study's table, best trial, plots, description and tags on its parent run (left open).
 
     Args:
-        rows: one per trial: number, state, value, params, seconds, run_id, note.
+        rows: one per trial: number, state, value, params, seconds, run_id, counted, note.
+        metrics: the trials' counts (`names.TRIALS_COUNTED`, ...).
         best: {"number", "value", "params", "run_id", "metric"} of the best trial; None if none completed.
         study: the Optuna study, for the plots.
     """
@@ -77,6 +98,8 @@ def log_study(client, run_id: str, rows: list[dict], best: dict | None, tags: di
         retry_locked(lambda: client.log_table(run_id, table, TABLE))
     for key, value in params.items():
         retry_locked(lambda k=key, v=value: client.log_param(run_id, k, v))
+    for key, value in metrics.items():
+        retry_locked(lambda k=key, v=value: client.log_metric(run_id, k, v))
     if best is not None:
         retry_locked(lambda: client.log_metric(run_id, f"best_{best['metric']}", best["value"]))
         tags = {**tags, TAG_PREFIX + "best_run_id": str(best["run_id"]), TAG_PREFIX + "best_trial":
