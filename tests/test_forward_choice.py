@@ -47,6 +47,18 @@ def _checked(spec, weights, data, arrays):
     assert max_abs_err(arrays, want) <= ATOL
 
 
+def test_a_single_pass_times_fused_only_where_native_cannot_run(monkeypatch):
+    spec = ModelSpec("lstm", (4, 5))
+    if candidate_engines(spec, 0)[1]:
+        pytest.skip("the native op cannot be built here")
+    assert candidate_engines(spec, 0) == (("native", "keras"), "")  # fused's trace would cost the pass
+    assert candidate_engines(spec, 5) == (("native", "fused", "keras"), "")
+    assert candidate_engines(ModelSpec("gru", (4,)), 5) == (("keras",), "")
+    monkeypatch.setenv(DISABLE_ENV, "1")
+    engines, why = candidate_engines(spec, 0)
+    assert engines == ("fused", "keras") and DISABLE_ENV in why
+
+
 def test_auto_stays_auto_until_the_engine_is_built():
     assert choose_engine(ModelSpec("lstm", (4, 5)), (2, 3, 6)) == "auto"  # measured in build_forward
     for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True),
@@ -59,7 +71,7 @@ def test_auto_stays_auto_until_the_engine_is_built():
 @pytest.mark.parametrize("timed", [0, 5])
 def test_measured_once_per_mode_then_kept_and_repeated_bit_for_bit(tmp_path, timed):
     spec, weights, data = _case()
-    engines, _ = candidate_engines(spec)
+    engines, _ = candidate_engines(spec, timed)
     engine, why, run = auto_forward(spec, weights, data, timed, folder=tmp_path)
     assert engine in engines and why.startswith("auto, measured ")
     for other in engines:
@@ -96,7 +108,7 @@ def test_without_native_auto_measures_keras_and_fused_with_one_line(tmp_path, mo
         engine, why, run = auto_forward(spec, weights, data, 0, folder=tmp_path)
     (line,) = [r.getMessage() for r in caplog.records if "native LSTM engine unavailable" in r.getMessage()]
     assert f"disabled by {DISABLE_ENV}=1" in line
-    assert engine in ("keras", "fused") and "native" not in why
+    assert engine in ("keras", "fused") and "native" not in why  # fused timed: no native to run instead
     assert set(read_choices(tmp_path / CHOICES)["forward B4 T8 F8 U4-8"]["median_ms"]) == {"keras", "fused"}
     _checked(spec, weights, data, _arrays(run))
 

@@ -2,14 +2,16 @@
 
 The candidates are the engines that compute the model: `keras` always (the baseline: `decide` never
 picks an engine slower than it), `native` (where its op builds and loads) and `fused` for plain LSTM
-stacks. The mode part of the shape class says how the run will call the engine, because the fastest
-engine differs between them:
+stacks, except that a single pass does not time `fused` when `native` can run (below). The mode part
+of the shape class says how the run will call the engine, because the fastest engine differs:
 
 - ``forward`` (``run.repeat=0``): one pass, so what counts is building the engine plus its first call
-  (tracing for `fused`'s graph, layer building for eager Keras). Each candidate is built and called
-  once, timed as one sample; a second sample would only time a traced graph again, which the run
-  never does. On the tutorial's input that costs about what the run's own pass costs (measured in
-  the README), and once per CPU, TensorFlow and shape class.
+  (layer building for eager Keras). Each candidate is built and called once, timed as one sample.
+  `fused`'s single pass is a graph traced for that pass: timing it costs the run the trace itself
+  (the tutorial, AMD EPYC at load 7: 4.6 s, against 0.08 s for native's first call and 0.6 s for
+  eager Keras'), more than it could ever win back in one pass, so it is timed only where `native`
+  cannot run. On the tutorial the measurement then adds eager Keras' first call to the first run
+  of a CPU and shape class (scripts/bench_auto_first_run.py, README).
 - ``forward-timed`` / ``forward-timed-xla`` (``run.repeat`` 1-4 / >= XLA_MIN_REPEAT): the median of
   many timed calls is what the run reports, so each candidate is built as the run builds it
   (`tf.function`, `fused` with XLA from XLA_MIN_REPEAT passes on), warmed up once (tracing,
@@ -45,9 +47,9 @@ def forward_mode(timed: int) -> str:
     return "forward-timed-xla" if timed >= XLA_MIN_REPEAT else "forward-timed"
 
 
-def candidate_engines(spec: ModelSpec) -> tuple[tuple[str, ...], str]:
-    """The engines that compute `spec` and can run here, the baseline last; and why native is
-    missing ("" when it is there). Loads (or builds) the native op."""
+def candidate_engines(spec: ModelSpec, timed: int) -> tuple[tuple[str, ...], str]:
+    """The engines `auto` times for `spec` and a run of `timed` timed passes, the baseline last; and
+    why native is missing ("" when it is there). Loads (or builds) the native op."""
     if not spec.plain_lstm_stack:
         return (BASELINE,), ""
     from lstm_exp.compute.native.build import NativeBuildError
@@ -57,7 +59,7 @@ def candidate_engines(spec: ModelSpec) -> tuple[tuple[str, ...], str]:
         load()
     except NativeBuildError as err:
         return ("fused", BASELINE), str(err)
-    return ("native", "fused", BASELINE), ""
+    return ("native", "fused", BASELINE) if timed else ("native", BASELINE), ""
 
 
 def choices_folder() -> Path:
@@ -88,10 +90,10 @@ def auto_forward(spec: ModelSpec, weights, data, timed: int,
         folder: where ``choices.json`` lives (default `choices_folder()`).
 
     Returns:
-        (the engine that runs, why - e.g. ``auto, measured 0.9 ms vs fused 230.1 ms, keras 26.0 ms`` -,
+        (the engine that runs, why - e.g. ``auto, measured 75.2 ms vs keras 619.7 ms`` -,
         a function of no arguments that runs one forward pass).
     """
-    engines, unavailable = candidate_engines(spec)
+    engines, unavailable = candidate_engines(spec, timed)
     if unavailable:
         log.info("native LSTM engine unavailable, auto measures %s instead: %s", " and ".join(engines),
                  unavailable)

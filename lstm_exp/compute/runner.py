@@ -58,7 +58,7 @@ class Result:
     @property
     def engine_label(self) -> str:
         """What ran, as the `lstm_exp.engine` tag and the console name it: `native (avx512)`, `fused`,
-        with `auto` also why: `native (avx512) (auto, measured 0.9 ms vs fused 230.1 ms, keras 26.0 ms)`;
+        with `auto` also why: `native (avx512) (auto, measured 75.2 ms vs keras 619.7 ms)`;
         after training also what trained and why: `...; training: keras (auto, measured ...)`."""
         label = f"{self.engine} ({self.engine_build})" if self.engine_build else self.engine
         if self.engine_why:
