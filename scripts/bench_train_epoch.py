@@ -12,8 +12,11 @@ readout, on the same data in the same seeded batch order, each epoch ending with
 Each contender's turn opens with one untimed epoch (PyTorch's OpenMP threads spin-wait after their
 work, which slows whoever runs next), then one timed epoch; the order rotates every round so that
 load from other processes hits all alike. Medians of wall and CPU ms (all threads of the process)
-are reported with each one's time over PyTorch's, the CPU named. `--parts` also times, for lstm_exp,
-an epoch's training steps and its validation pass apart, and the bare compiled step on a fixed batch.
+are reported with each one's time over PyTorch's, the CPU named, and each contender's last
+(train, val) loss: all ran as many epochs from one start, so they agree (float32, Adam's order of
+operations: ~1e-4 relative; tests/test_bench.py holds them to 1e-3) where the models are the same.
+`--parts` also times, for lstm_exp, an epoch's training steps and its validation pass apart, and the
+bare compiled step on a fixed batch.
 
     .venv/bin/python scripts/bench_train_epoch.py [--smoke] [--rounds N] [--parts] [--json out.json]
 """
@@ -60,7 +63,9 @@ def torch_contender(data, weights: dict, readout: dict, batch_size: int, threads
         lstm.bias_hh_l0.zero_()
         linear.weight.copy_(torch.from_numpy(readout["readout/kernel"].T.copy()))
         linear.bias.copy_(torch.from_numpy(readout["readout/bias"]))
-    optimizer = torch.optim.Adam([*lstm.parameters(), *linear.parameters()], lr=RATE)
+    lstm.bias_hh_l0.requires_grad_(False)  # Keras has one bias: a second trained one would be another model
+    params = [p for p in [*lstm.parameters(), *linear.parameters()] if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=RATE, eps=1e-7)  # Keras' epsilon
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
     epochs = iter(range(1, 1_000_000))
@@ -147,6 +152,12 @@ def bench(smoke: bool, rounds: int, with_parts: bool) -> dict:
     runs["torch"] = torch_contender(data, weights, readout, size["batch_size"], threads)
     if threads > 1:  # nn.LSTM's threads meet at every step: on shared cores one thread shows it without that
         runs["torch_1thread"] = torch_contender(data, weights, readout, size["batch_size"], 1)
+    last = {}  # each contender's latest (train_loss, val_loss): all run as many epochs, from one start
+
+    def keeping(name, run):
+        return lambda: last.__setitem__(name, run())
+
+    runs = {name: keeping(name, run) for name, run in runs.items()}
     first = {}
     for name, run in runs.items():  # tracing, first-call costs
         start = time.perf_counter()
@@ -154,7 +165,8 @@ def bench(smoke: bool, rounds: int, with_parts: bool) -> dict:
         first[name] = (time.perf_counter() - start) * 1e3
     wall, cpu = interleaved(runs, rounds)
     result = {"size": size, "threads": threads, "rounds": rounds, "engines": labels, "first_epoch_ms": first,
-              "wall_ms": wall, "cpu_ms": cpu, "vs_torch": {n: w / wall["torch"] for n, w in wall.items()}}
+              "wall_ms": wall, "cpu_ms": cpu, "vs_torch": {n: w / wall["torch"] for n, w in wall.items()},
+              "last_losses": last}
     if with_parts:
         result["parts_ms"] = {engine: parts(trainers[engine], rounds) for engine in ("keras", "native")}
     return result
