@@ -7,6 +7,7 @@ is the mode (``training``; ``forward``, ``forward-timed``, ``forward-timed-xla``
 to a power of two. The file is rewritten whole under a temporary name and
 renamed into place while holding the folder's lock, so a reader sees the old file or the new one;
 one that cannot be read is ignored with a log line and the choice measured again, never a crash.
+Where two processes measure one class at once, the first to keep its choice decides for both.
 
 The stock engine (`keras`) is the baseline: another engine is chosen only when its median is
 below the baseline's, so `auto` never picks an engine slower than stock Keras on this machine.
@@ -69,16 +70,23 @@ def read_choices(path: Path, warn: bool = True) -> dict[str, dict]:
         return {}
 
 
-def _keep(path: Path, key: str, choice: Choice, timings: dict[str, float]) -> None:
+def _keep(path: Path, key: str, choice: Choice, timings: dict[str, float], engines) -> Choice:
+    """Keeps `choice` for `key`, unless another process kept one while this one measured: then that
+    one, which this run adopts, so that every run of the class runs one engine (a parallel sweep's
+    first jobs all measure; the first to finish decides for all)."""
     from lstm_exp.compute.native.cache import file_lock
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(".lock")):
         choices = read_choices(path, warn=False)  # a bad file was reported by the read that found it
+        theirs = choices.get(key)
+        if theirs is not None and theirs["engine"] in engines:
+            return Choice(theirs["engine"], f"kept choice ({theirs.get('why', 'measured')})")
         choices[key] = {"engine": choice.engine, "why": choice.why, "median_ms": timings}
         partial = path.with_name(f".{CHOICES}.{os.getpid()}.tmp")
         partial.write_text(json.dumps(choices, indent=1, sort_keys=True))
         os.replace(partial, path)
+    return choice
 
 
 def time_candidates(candidates: dict[str, Callable[[], object]],
@@ -124,7 +132,7 @@ def measured_choice(folder: Path, key: str, candidates: dict[str, Callable[[], o
     timings = timing(candidates)
     choice = decide(timings)
     try:
-        _keep(path, key, choice, timings)
+        choice = _keep(path, key, choice, timings, candidates)
     except Exception as err:  # noqa: BLE001 - an unwritable cache costs a measurement per run, not the run
         log.warning("could not keep the engine choice in %s: %s: %s", path, type(err).__name__, err)
     log.info("auto engine for %s: %s (%s)", key, choice.engine, choice.why)
