@@ -37,7 +37,9 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     was tuned on one CPU (2-core Intel Xeon, AVX-512): native won there at every size measured, from
     the tutorial (first call 0.005 s vs eager Keras 0.076 s, fused graph 0.22 s) to (64,256,128)
     [512,512] timed (native 515 ms, fused XLA 675-819, stock XLA 645-654), but on a loaded machine
-    its static row split lost to TF's pools (81 ms vs fused 61-68 at (32,128,64) [256,256]).
+    its static row split lost to TF's pools (81 ms vs fused 61-68 at (32,128,64) [256,256]). On
+    the AMD EPYC (Zen 4, AVX-512) of the README's training figures, at load 4-7, the measurement
+    gave the tutorial's first call native 33-75 ms, eager Keras 313-620 ms, the fused trace 4.6 s.
     Every other model has one engine, `keras`. `native` may still fall back when it runs: see
     `resolve_engine`. (`experiment.parse` refused `fused` and `native` for the models they do not
     compute.)
