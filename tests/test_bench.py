@@ -50,3 +50,20 @@ def test_training_step_bench_smoke_names_the_cpu_and_every_contender(tmp_path):
     assert {"keras", "native", "torch"} <= set(row["median_ms"]) == set(row["cpu_ms"])
     assert all(_number(v) for part in ("median_ms", "cpu_ms", "vs_torch") for v in row[part].values())
     assert "| smoke B4 T8 F3 [8, 8] | native |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_training_epoch_bench_trains_the_same_model_in_pytorch(tmp_path):
+    """The worked comparison's epoch against PyTorch: every contender named, and PyTorch's losses
+    (an independent implementation of the same model, data, order and Adam) match lstm_exp's."""
+    out = tmp_path / "bench_train_epoch.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_train_epoch.py"), "--smoke",
+                           "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout
+    assert {"keras", "native", "auto", "torch"} <= set(results["wall_ms"]) == set(results["cpu_ms"])
+    assert all(_number(v) for part in ("wall_ms", "cpu_ms", "vs_torch") for v in results[part].values())
+    losses = results["last_losses"]
+    for name in ("keras", "native", "auto"):  # five epochs of Adam in float32: observed ~1e-4 relative
+        assert losses[name] == pytest.approx(losses["torch"], rel=1e-3), name

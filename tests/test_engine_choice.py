@@ -79,3 +79,18 @@ def test_a_corrupt_choices_file_is_ignored_with_a_line_and_measured_again(tmp_pa
     assert choice.engine in ("keras", "native") and calls == {"keras": 4, "native": 4}
     assert sum("ignoring the engine choices" in r.getMessage() for r in records) >= 1
     assert read_choices(folder / CHOICES)["training B1 T1 F1 U1"]["engine"] == choice.engine
+
+
+def test_a_choice_kept_by_another_process_while_measuring_is_adopted(tmp_path):
+    """Two first jobs of a parallel sweep measure at once: both run what the first one kept."""
+    key = "forward B4 T8 F8 U4-8"
+
+    def another_process_keeps_native_meanwhile(candidates):
+        measured_choice(tmp_path, key, candidates, timing=lambda c: {"keras": 2.0, "native": 1.0})
+        return {"keras": 1.0, "native": 2.0}  # this process alone would keep stock Keras
+
+    calls = {}
+    candidates = {"keras": _counting(calls, "keras"), "native": _counting(calls, "native")}
+    choice = measured_choice(tmp_path, key, candidates, timing=another_process_keeps_native_meanwhile)
+    assert choice == Choice("native", "kept choice (measured 1.0 ms vs keras 2.0 ms)")
+    assert read_choices(tmp_path / CHOICES)[key]["median_ms"] == {"keras": 2.0, "native": 1.0}

@@ -5,17 +5,17 @@ import pytest
 from conftest import compose
 
 import lstm_exp
-from lstm_exp.compute.engines import FUSED_MIN_SIZE, choose_engine
+from lstm_exp.compute.engines import choose_engine
 from lstm_exp.config.specs import ModelSpec
 from lstm_exp.errors import ConfigError
 
 AGREEMENT = 1e-5  # float32, two engines on the same weights
 
 
-def test_auto_takes_native_for_plain_lstm_stacks_at_every_size():
+def test_auto_is_measured_for_plain_lstm_stacks_at_every_size():
     spec = ModelSpec("lstm", (4, 5))
-    assert choose_engine(spec, (2, 3, 6)) == "native"  # the tutorial: native has no crossover
-    assert choose_engine(spec, (FUSED_MIN_SIZE // 9 + 1, 1, 6)) == "native"
+    assert choose_engine(spec, (2, 3, 6)) == "auto"  # measured where the engine is built
+    assert choose_engine(spec, (10_000, 100, 6)) == "auto"
     for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True),
                         ModelSpec("lstm", (4,), peepholes=True)):
         assert choose_engine(unsupported, (10_000, 100, 6)) == "keras"

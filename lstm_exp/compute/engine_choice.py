@@ -2,10 +2,12 @@
 
 A choice is kept in ``choices.json`` in the native op's cache folder (``cache.py``), whose name
 already hashes the op's source, the compiler, TensorFlow's version and this CPU; within it the key
-is the mode (``forward`` / ``training``) and the shape class: batch, steps, features and each
-layer's units rounded up to a power of two. The file is rewritten whole under a temporary name and
+is the mode (``training``; ``forward``, ``forward-timed``, ``forward-timed-xla``: see
+``forward_choice.py``) and the shape class: batch, steps, features and each layer's units rounded up
+to a power of two. The file is rewritten whole under a temporary name and
 renamed into place while holding the folder's lock, so a reader sees the old file or the new one;
 one that cannot be read is ignored with a log line and the choice measured again, never a crash.
+Where two processes measure one class at once, the first to keep its choice decides for both.
 
 The stock engine (`keras`) is the baseline: another engine is chosen only when its median is
 below the baseline's, so `auto` never picks an engine slower than stock Keras on this machine.
@@ -50,8 +52,8 @@ def shape_class(mode: str, shape: tuple[int, int, int], units: tuple[int, ...]) 
     return f"{mode} B{up(batch)} T{up(steps)} F{up(features)} U{'-'.join(str(up(u)) for u in units)}"
 
 
-def read_choices(path: Path) -> dict[str, dict]:
-    """The kept choices; ``{}`` when there is no file or it cannot be read (logged once)."""
+def read_choices(path: Path, warn: bool = True) -> dict[str, dict]:
+    """The kept choices; ``{}`` when there is no file or it cannot be read (logged when `warn`)."""
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or not all(isinstance(v, dict) and isinstance(v.get("engine"), str)
@@ -61,20 +63,30 @@ def read_choices(path: Path) -> dict[str, dict]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
+        if not warn:
+            return {}
         log.warning("ignoring the engine choices in %s (%s: %s); measuring again", path,
                     type(err).__name__, err)
         return {}
 
 
-def _keep(path: Path, key: str, choice: Choice, timings: dict[str, float]) -> None:
+def _keep(path: Path, key: str, choice: Choice, timings: dict[str, float], engines) -> Choice:
+    """Keeps `choice` for `key`, unless another process kept one while this one measured: then that
+    one, which this run adopts, so that every run of the class runs one engine (a parallel sweep's
+    first jobs all measure; the first to finish decides for all)."""
     from lstm_exp.compute.native.cache import file_lock
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(".lock")):
-        choices = read_choices(path)
+        choices = read_choices(path, warn=False)  # a bad file was reported by the read that found it
+        theirs = choices.get(key)
+        if theirs is not None and theirs["engine"] in engines:
+            return Choice(theirs["engine"], f"kept choice ({theirs.get('why', 'measured')})")
         choices[key] = {"engine": choice.engine, "why": choice.why, "median_ms": timings}
         partial = path.with_name(f".{CHOICES}.{os.getpid()}.tmp")
         partial.write_text(json.dumps(choices, indent=1, sort_keys=True))
         os.replace(partial, path)
+    return choice
 
 
 def time_candidates(candidates: dict[str, Callable[[], object]],
@@ -101,7 +113,9 @@ def decide(timings: dict[str, float]) -> Choice:
     return Choice(best, f"measured {timings[best]:.1f} ms vs {others}")
 
 
-def measured_choice(folder: Path, key: str, candidates: dict[str, Callable[[], object]]) -> Choice:
+def measured_choice(folder: Path, key: str, candidates: dict[str, Callable[[], object]],
+                    timing: Callable[[dict[str, Callable[[], object]]], dict[str, float]] = time_candidates,
+                    ) -> Choice:
     """The kept choice for `key`, or the candidates timed now and the choice kept.
 
     Args:
@@ -109,15 +123,16 @@ def measured_choice(folder: Path, key: str, candidates: dict[str, Callable[[], o
         key: `shape_class(...)`.
         candidates: engine name -> a call that runs one step and waits for it; must hold BASELINE.
             Calls must not change any state a run keeps (time gradients, not optimizer steps).
+        timing: candidates -> median ms of each (default: a warm-up and MEASURED_CALLS calls each).
     """
     path = folder / CHOICES
     kept = read_choices(path).get(key)
     if kept is not None and kept["engine"] in candidates:
         return Choice(kept["engine"], f"kept choice ({kept.get('why', 'measured')})")
-    timings = time_candidates(candidates)
+    timings = timing(candidates)
     choice = decide(timings)
     try:
-        _keep(path, key, choice, timings)
+        choice = _keep(path, key, choice, timings, candidates)
     except Exception as err:  # noqa: BLE001 - an unwritable cache costs a measurement per run, not the run
         log.warning("could not keep the engine choice in %s: %s: %s", path, type(err).__name__, err)
     log.info("auto engine for %s: %s (%s)", key, choice.engine, choice.why)

@@ -8,6 +8,8 @@
   first use) computes the input projection a cache-sized chunk of steps at a time and the time loop.
   Eager for a single pass, a `tf.function` when timed. Where it cannot be built or loaded,
   `resolve_engine` falls back.
+
+`auto` is measured on first use per CPU and shape class (`forward_choice.py`), not decided here.
 """
 
 import logging
@@ -22,47 +24,34 @@ from lstm_exp.config.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 
-# B*T*sum(units) from which `auto` takes the fused engine. Measured with scripts/bench_forward.py on
-# machine A of the README (2-core Intel Xeon, AVX-512 without AVX512-FP16):
-# below ~1e5 eager stock Keras finishes before the fused graph is even traced (tutorial: 0.03 s vs
-# 0.1 s); from ~1e5 on the fused graph wins from its first call (16x64 [64,64]: 0.14 s vs 0.20 s).
-FUSED_MIN_SIZE = 100_000
 # Timed passes from which XLA's compile time (~0.5 s) is won back by its faster steady state.
 XLA_MIN_REPEAT = 5
 
 
 def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
-    """`model.implementation` resolved for an input of shape (B, T, F), before TensorFlow is loaded.
+    """`model.implementation` for an input of shape (B, T, F), before TensorFlow is loaded.
 
-    `native` may still fall back when it runs: see `resolve_engine`. (`experiment.parse` refused
-    `fused` and `native` for the models they do not compute.)
+    `auto` stays `auto` for plain LSTM stacks: which of `native`, `fused` and `keras` runs is
+    measured where the engine is built (`forward_choice.auto_forward`), because the fastest one
+    depends on the CPU, the load, the shape and whether passes are timed. A rule fixed here before
+    was tuned on one CPU (2-core Intel Xeon, AVX-512): native won there at every size measured, from
+    the tutorial (first call 0.005 s vs eager Keras 0.076 s, fused graph 0.22 s) to (64,256,128)
+    [512,512] timed (native 515 ms, fused XLA 675-819, stock XLA 645-654), but on a loaded machine
+    its static row split lost to TF's pools (81 ms vs fused 61-68 at (32,128,64) [256,256]). On
+    the AMD EPYC (Zen 4, AVX-512) of the README's training figures, at load 4-7, the measurement
+    gave the tutorial's first call native 33-75 ms, eager Keras 313-620 ms, the fused trace 4.6 s.
+    Every other model has one engine, `keras`. `native` may still fall back when it runs: see
+    `resolve_engine`. (`experiment.parse` refused `fused` and `native` for the models they do not
+    compute.)
     """
     if spec.implementation != "auto":
         return spec.implementation
-    # `auto` takes native for every model it computes: it has no crossover. Measured with
-    # scripts/bench_forward.py on machine A of the README (2-core Intel Xeon, AVX-512 without
-    # AVX512-FP16, native build avx512; load average 5-9), first call / steady call in s:
-    #   tutorial (2,3,6) [4,5]:   native 0.005 / 0.0009, eager Keras 0.076 / 0.026, fused graph 0.22 / 0.0014
-    #   (8,32,16) [32,32]:        native 0.003 / 0.005,  eager Keras 0.200 / 0.200, fused graph 0.27 / 0.012
-    #   (16,64,32) [64,64]:       native 0.012 / 0.006,  eager Keras 0.475 / 0.374, fused graph 0.24 / 0.007
-    #   (32,128,64) [256,256]:    native 0.125 / 0.119,  eager Keras 0.690 / 0.583, fused XLA 0.83 / 0.076
-    # Eager native traces and compiles nothing per run; its one cost, compiling the op (~5-10 s),
-    # is paid once per machine and TensorFlow version. Timed passes (scripts/bench.py --only forward;
-    # native in a tf.function), median ms, load average 3-5: (32,128,64) [256,256] native 37, fused
-    # XLA 46, stock XLA 48; (64,256,128) [512,512] native 515, fused 675-819, stock 645-654. It also
-    # needs the least CPU per pass everywhere; only at load 10-13 did its two static row chunks get
-    # less of the cores than TF's pools and lose at the first size (81 ms vs fused 61-68).
-    if spec.plain_lstm_stack:
-        return "native"
-    return "keras"
+    return "auto" if spec.plain_lstm_stack else "keras"
 
 
 def resolve_engine(engine: str, spec: ModelSpec, shape: tuple[int, int, int]) -> str:
-    """The engine that will actually run: `native` where its op builds and loads, else its fallback.
-
-    The fallback is `fused` when `native` was asked for by name (logged as one warning), and what
-    `auto` picked before `native` existed otherwise (one info line: nobody asked for native). Every
-    other engine is returned unchanged.
+    """The engine that will actually run: `native` where its op builds and loads, else `fused`,
+    with one warning naming the reason. Every other engine is returned unchanged.
     """
     if engine != "native":
         return engine
@@ -73,13 +62,8 @@ def resolve_engine(engine: str, spec: ModelSpec, shape: tuple[int, int, int]) ->
         load()
         return "native"
     except NativeBuildError as err:
-        if spec.implementation == "native":
-            log.warning("native LSTM engine unavailable, running fused instead: %s", err)
-            return "fused"
-        batch, steps, _ = shape  # `auto`: what it chose before the native engine existed
-        fallback = "fused" if batch * steps * sum(spec.units) >= FUSED_MIN_SIZE else "keras"
-        log.info("native LSTM engine unavailable, running %s instead: %s", fallback, err)
-        return fallback
+        log.warning("native LSTM engine unavailable, running fused instead: %s", err)
+        return "fused"
 
 
 def engine_build(engine: str) -> str:
@@ -96,7 +80,8 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int) -> tu
     """Builds the engine; returns a function of no arguments that runs one forward pass.
 
     Args:
-        engine: `keras`, `fused` or `native` (a `native` that cannot load runs its fallback).
+        engine: `keras`, `fused` or `native` (a `native` that cannot load runs its fallback);
+            `auto` is resolved by `forward_choice.auto_forward`, which calls this per candidate.
         spec, weights, data: the validated model, keras-layout weights, the `InputData`.
         timed: how many passes will be timed (0 = one pass): compiling pays only for many.
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lstm_exp.compute.engines import build_forward, choose_engine, engine_build, forward_flops, time_forward
+from lstm_exp.compute.forward_choice import auto_forward
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.inputs import InputData, check_lengths, initial_states, load_sequences
 from lstm_exp.compute.reference import check_max_abs_err
@@ -35,7 +36,7 @@ class Prepared:
     data: InputData
     weights: dict[str, np.ndarray]
     expected_shapes: dict[str, tuple[int, ...]]
-    engine: str  # keras | fused | native, `model.implementation` resolved for this input
+    engine: str  # keras | fused | native | auto (measured when the engine is built), for this input
     task_data: TaskData | None = None  # task=file: the file's checked splits, read before training
 
 
@@ -52,12 +53,16 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)  # seconds, and forward_ms when timed
     training: TrainResult | None = None  # with a task: losses per epoch, baseline, trained weights
     engine_build: str = ""  # native's vector unit (avx512, avx2, avx, portable); "" for the others
+    engine_why: str = ""  # with `auto`: what was measured or kept (`forward_choice.py`)
 
     @property
     def engine_label(self) -> str:
-        """What ran, as the `lstm_exp.engine` tag and the console name it: `native (avx512)`, `fused`;
-        after training also what trained and why: `native (avx512); training: keras (auto, measured ...)`."""
+        """What ran, as the `lstm_exp.engine` tag and the console name it: `native (avx512)`, `fused`,
+        with `auto` also why: `native (avx512) (auto, measured 75.2 ms vs keras 619.7 ms)`;
+        after training also what trained and why: `...; training: keras (auto, measured ...)`."""
         label = f"{self.engine} ({self.engine_build})" if self.engine_build else self.engine
+        if self.engine_why:
+            label += f" ({self.engine_why})"
         if self.training is not None:
             label += f"; training: {self.training.engine} ({self.training.engine_why})"
         return label
@@ -122,7 +127,7 @@ def execute(
                          prepared.task_data, checkpointing)
         prepared = replace(prepared, weights=training.weights)
         timings["train_s"] = training.train_s
-    engine, arrays, forward_timings = _forward(prepared, experiment.seed, experiment.run.repeat)
+    engine, why, arrays, forward_timings = _forward(prepared, experiment.seed, experiment.run.repeat)
     timings.update(forward_timings)
     start = time.perf_counter()
     data = prepared.data
@@ -134,18 +139,22 @@ def execute(
     arrays = _as_recorded(arrays, data)
     _check_shapes(arrays, prepared.expected_shapes)
     return Result(arrays, prepared.weights, prepared.expected_shapes, error, prepared.spec, engine, timings,
-                  training, engine_build(engine))
+                  training, engine_build(engine), why)
 
 
-def _forward(prepared: Prepared, seed: int, repeat: int) -> tuple[str, dict, dict[str, float]]:
-    """Builds the engine and runs one pass, then `repeat` timed ones: (engine that ran, arrays, timings)."""
+def _forward(prepared: Prepared, seed: int, repeat: int) -> tuple[str, str, dict, dict[str, float]]:
+    """Builds the engine and runs one pass, then `repeat` timed ones: (engine that ran, why `auto`
+    chose it or "", arrays, timings)."""
     timings = {}
     with quiet_native_stderr():
         start = time.perf_counter()
         load_tensorflow(seed)
-        # What runs: `native` falls back to fused where it cannot build.
-        spec, data = prepared.spec, prepared.data
-        engine, run_once = build_forward(prepared.engine, spec, prepared.weights, data, repeat)
+        # What runs: `native` falls back to fused where it cannot build; `auto` is measured (or kept).
+        spec, data, why = prepared.spec, prepared.data, ""
+        if prepared.engine == "auto":
+            engine, why, run_once = auto_forward(spec, prepared.weights, data, repeat)
+        else:
+            engine, run_once = build_forward(prepared.engine, spec, prepared.weights, data, repeat)
         timings["build_s"] = time.perf_counter() - start
         start = time.perf_counter()
         arrays = {name: np.asarray(value) for name, value in run_once().items()}
@@ -153,7 +162,7 @@ def _forward(prepared: Prepared, seed: int, repeat: int) -> tuple[str, dict, dic
         if repeat > 0:
             timings["forward_ms"] = time_forward(run_once, repeat)
             timings["forward_gflops"] = forward_flops(spec, data.x.shape) / (timings["forward_ms"] * 1e6)
-    return engine, arrays, timings
+    return engine, why, arrays, timings
 
 
 def _as_recorded(arrays: dict[str, np.ndarray], data: InputData) -> dict[str, np.ndarray]:
