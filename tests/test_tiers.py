@@ -102,7 +102,7 @@ def _tests() -> list[tuple[str, str, set[str], set[str]]]:
 
 def test_quick_deselects_exactly_the_registered_tier_marks():
     assert _registered_marks() == set(USES)
-    quick = re.search(r'-m "([^"]+)"', (REPO / "scripts" / "test").read_text()).group(1)
+    quick = re.search(r'tier="([^"]+)"', (REPO / "scripts" / "test").read_text()).group(1)
     assert quick == " and ".join(f"not {mark}" for mark in sorted(USES))
 
 
