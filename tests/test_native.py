@@ -74,10 +74,13 @@ def test_matches_float64_reference(native, case):
         top = len(spec.units) - 1
         assert not got[f"layer_{top}/sequence"][0, 1:].any()
         assert not got["layer_0/gates/f"][0, 1:].any()
-    # Threads split the rows, and the input projection is chunked over steps; neither changes
-    # any sum's order, so one thread, or chunks of 3 steps (a ragged last chunk, tiles of rows
-    # spanning two steps), compute every value bit for bit alike.
-    for options in ({"max_threads": 1}, {"chunk_steps": 3}, {"max_threads": 1, "chunk_steps": 2}):
+    # Threads split the rows or the unit blocks (columns), and the input projection is chunked
+    # over steps; none of these changes any sum's order, so one thread, the column split at any
+    # thread count, or chunks of 3 steps (a ragged last chunk, tiles of rows spanning two steps),
+    # compute every value bit for bit alike.
+    for options in ({"max_threads": 1}, {"chunk_steps": 3}, {"max_threads": 1, "chunk_steps": 2},
+                    {"split": "columns"}, {"split": "columns", "max_threads": 1},
+                    {"split": "columns", "max_threads": 3, "chunk_steps": 2}):
         other = native(weights, **options)(data.x, data.lengths, data.initial_state, return_gates=True)
         for key, value in other.items():
             np.testing.assert_array_equal(np.asarray(value), got[key], err_msg=f"{options} {key}")

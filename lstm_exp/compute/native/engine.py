@@ -107,7 +107,7 @@ class NativeLSTMStack:
         (TensorShape([2, 3, 5]), TensorShape([2, 3, 4]))
     """
 
-    def __init__(self, weights, max_threads: int = 0, chunk_steps: int = 0):
+    def __init__(self, weights, max_threads: int = 0, chunk_steps: int = 0, split: str = "rows"):
         import tensorflow as tf
 
         loaded = load()
@@ -115,6 +115,7 @@ class NativeLSTMStack:
         self.build = loaded.build.isa  # avx512, avx2, avx or portable: what this CPU runs
         self.max_threads = int(max_threads)
         self.chunk_steps = int(chunk_steps)
+        self.split = split
         self._layers = []
         for k in range(names.layer_count(weights)):
             kernel, recurrent, bias = (weights[names.array_name(k, p)]
@@ -153,7 +154,7 @@ class NativeLSTMStack:
                       else tf.cast(state[names.array_name(k, p)], tf.float32) for p in (names.H, names.C))
             seq, h, c, *gates = self._op.lstm_exp_native_layer(
                 seq, kernel, bias, recurrent, h0, c0, lengths, return_gates=bool(return_gates),
-                max_threads=self.max_threads, chunk_steps=self.chunk_steps)
+                max_threads=self.max_threads, chunk_steps=self.chunk_steps, split=self.split)
             result.update({names.array_name(k, names.SEQUENCE): seq, names.array_name(k, names.H): h,
                            names.array_name(k, names.C): c})
             if return_gates:
