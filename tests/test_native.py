@@ -87,6 +87,34 @@ def test_matches_float64_reference(native, case):
 
 
 @pytest.mark.slow
+def test_auto_split_is_measured_once_per_shape_class_and_kept(native, tmp_path):
+    spec, weights, data = make_case("batch-33-lengths")
+    got = native(weights, choices_folder=tmp_path)(data.x, data.lengths, data.initial_state)
+    path = tmp_path / "choices.json"
+    choices = json.loads(path.read_text())
+    # One choice per layer, keyed by its shape class (sizes rounded up to powers of two).
+    assert set(choices) == {"native-split B64 T16 F16 U256", "native-split B64 T16 F256 U8"}
+    for choice in choices.values():
+        assert choice["engine"] in ("rows", "columns") and set(choice["median_ms"]) == {"rows", "columns"}
+    kept = path.read_text()
+    again = native(weights, choices_folder=tmp_path)(data.x, data.lengths, data.initial_state)
+    assert path.read_text() == kept  # read, not measured again
+    for split in ("rows", "columns"):  # whichever was chosen, the outputs are the same bits
+        fixed = native(weights, split=split)(data.x, data.lengths, data.initial_state)
+        for key, value in fixed.items():
+            np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(value), err_msg=key)
+            np.testing.assert_array_equal(np.asarray(again[key]), np.asarray(value), err_msg=key)
+
+
+def test_auto_split_measures_nothing_where_one_thread_works(native, tmp_path):
+    _, weights, data = make_case("tutorial")
+    native(weights, max_threads=1, choices_folder=tmp_path)(data.x)
+    assert not (tmp_path / "choices.json").exists()
+    with pytest.raises(ValueError, match="split must be one of auto, rows, columns; got 'cols'"):
+        native(weights, split="cols")
+
+
+@pytest.mark.slow
 def test_graph_mode_with_unknown_batch_and_time(native):
     import tensorflow as tf
 
