@@ -1,4 +1,4 @@
-"""A stack of plain LSTM layers run by the native C++ op (``lstm_kernel.cc``), one op per layer.
+"""A stack of plain LSTM layers run by the native C++ op (``lstm_forward.cc``), one op per layer.
 
 Per layer, one op runs the whole layer in C++: the input projection a chunk of steps at a time,
 then the time loop (recurrent product + cell). Everything stays batch-major, so no transposes are

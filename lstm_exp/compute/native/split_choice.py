@@ -1,13 +1,13 @@
 """How the native op's threads share a layer, chosen by measuring on first use.
 
-The op splits a layer two ways (``lstm_kernel.cc``): by batch ROWS (each thread owns rows, the
-threads never meet) or by gate COLUMNS (each thread owns unit blocks of U, one barrier per step).
-Both give bit-identical outputs, so the choice is about speed only, and the faster one depends on
-the CPU (its L2 next to the size of U, the cost of a barrier), its load and the shape. So it is not
-a rule: on the first call for a CPU build and shape class, both are timed on the layer's shape
-(random inputs) and the faster kept, through `engine_choice.measured_choice` under the mode
-``native-split`` in the same ``choices.json`` as the engine choices. The row split, which needs no
-barrier, is the baseline: the column split is kept only when it measured faster.
+The op splits a layer two ways (``lstm_forward.cc``, ``lstm_columns.cc``): by batch ROWS (each
+thread owns rows, the threads never meet) or by gate COLUMNS (each thread owns unit blocks of U,
+one barrier per step). Both give bit-identical outputs, so the choice is about speed only, and the
+faster one depends on the CPU (its L2 next to the size of U, the cost of a barrier), its load and
+the shape. So it is not a rule: on the first call for a CPU build and shape class, both are timed
+on the layer's shape (random inputs) and the faster kept, through `engine_choice.measured_choice`
+under the mode ``native-split`` in the same ``choices.json`` as the engine choices. The row split,
+which needs no barrier, is the baseline: the column split is kept only when it measured faster.
 """
 
 from __future__ import annotations
