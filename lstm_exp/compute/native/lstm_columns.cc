@@ -23,6 +23,7 @@
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #endif
 
@@ -72,7 +73,9 @@ void wait_for(Columns& S, int64_t target) {
     if (S.done.load(std::memory_order_acquire) >= target) return;
     S.sleepers.fetch_add(1, std::memory_order_acq_rel);
 #if defined(__linux__)
-    syscall(SYS_futex, reinterpret_cast<int32_t*>(&S.steps), FUTEX_WAIT_PRIVATE, seen, nullptr,
+    // Woken by finish_block; the timeout only bounds each sleep, should a wake-up ever be missed.
+    const timespec timeout{0, 10 * 1000 * 1000};
+    syscall(SYS_futex, reinterpret_cast<int32_t*>(&S.steps), FUTEX_WAIT_PRIVATE, seen, &timeout,
             nullptr, 0);
 #else
     std::this_thread::yield();
