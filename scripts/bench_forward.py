@@ -89,8 +89,11 @@ def contenders(weights, units, feats, with_torch, threads):
     for schedule, jit in VARIANTS:
         layer = fused.FusedLSTMStack(units, schedule=schedule, jit_compile=jit, weights=weights)
         out[f"fused_{schedule}_{'xla' if jit else 'graph'}"] = tf.function(lambda x, lay=layer: lay(x)[top])
-    native = NativeLSTMStack(weights)  # builds the op on first use (cached afterwards)
-    out["native"] = tf.function(lambda x: native(x)[top])
+    # `native` is what runs: `auto` picks the thread split by measuring on its first call (kept
+    # per CPU build and shape class); the fixed splits run beside it, to show what it chose from.
+    for name, split in (("native", "auto"), ("native_rows", "rows"), ("native_columns", "columns")):
+        native = NativeLSTMStack(weights, split=split)  # builds the op on first use (cached afterwards)
+        out[name] = tf.function(lambda x, native=native: native(x)[top])
     runs = {name: (lambda x, f=f: f(tf.constant(x)).numpy()) for name, f in out.items()}
     if with_torch and (torch_run := torch_contender(weights, units, threads)) is not None:
         runs["torch"] = torch_run

@@ -74,13 +74,44 @@ def test_matches_float64_reference(native, case):
         top = len(spec.units) - 1
         assert not got[f"layer_{top}/sequence"][0, 1:].any()
         assert not got["layer_0/gates/f"][0, 1:].any()
-    # Threads split the rows, and the input projection is chunked over steps; neither changes
-    # any sum's order, so one thread, or chunks of 3 steps (a ragged last chunk, tiles of rows
-    # spanning two steps), compute every value bit for bit alike.
-    for options in ({"max_threads": 1}, {"chunk_steps": 3}, {"max_threads": 1, "chunk_steps": 2}):
+    # Threads split the rows or the unit blocks (columns), and the input projection is chunked
+    # over steps; none of these changes any sum's order, so one thread, the column split at any
+    # thread count, or chunks of 3 steps (a ragged last chunk, tiles of rows spanning two steps),
+    # compute every value bit for bit alike.
+    for options in ({"max_threads": 1}, {"chunk_steps": 3}, {"max_threads": 1, "chunk_steps": 2},
+                    {"split": "columns"}, {"split": "columns", "max_threads": 1},
+                    {"split": "columns", "max_threads": 3, "chunk_steps": 2}):
         other = native(weights, **options)(data.x, data.lengths, data.initial_state, return_gates=True)
         for key, value in other.items():
             np.testing.assert_array_equal(np.asarray(value), got[key], err_msg=f"{options} {key}")
+
+
+@pytest.mark.slow
+def test_auto_split_is_measured_once_per_shape_class_and_kept(native, tmp_path):
+    spec, weights, data = make_case("batch-33-lengths")
+    got = native(weights, choices_folder=tmp_path)(data.x, data.lengths, data.initial_state)
+    path = tmp_path / "choices.json"
+    choices = json.loads(path.read_text())
+    # One choice per layer, keyed by its shape class (sizes rounded up to powers of two).
+    assert set(choices) == {"native-split B64 T16 F16 U256", "native-split B64 T16 F256 U8"}
+    for choice in choices.values():
+        assert choice["engine"] in ("rows", "columns") and set(choice["median_ms"]) == {"rows", "columns"}
+    kept = path.read_text()
+    again = native(weights, choices_folder=tmp_path)(data.x, data.lengths, data.initial_state)
+    assert path.read_text() == kept  # read, not measured again
+    for split in ("rows", "columns"):  # whichever was chosen, the outputs are the same bits
+        fixed = native(weights, split=split)(data.x, data.lengths, data.initial_state)
+        for key, value in fixed.items():
+            np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(value), err_msg=key)
+            np.testing.assert_array_equal(np.asarray(again[key]), np.asarray(value), err_msg=key)
+
+
+def test_auto_split_measures_nothing_where_one_thread_works(native, tmp_path):
+    _, weights, data = make_case("tutorial")
+    native(weights, max_threads=1, choices_folder=tmp_path)(data.x)
+    assert not (tmp_path / "choices.json").exists()
+    with pytest.raises(ValueError, match="split must be one of auto, rows, columns; got 'cols'"):
+        native(weights, split="cols")
 
 
 @pytest.mark.slow

@@ -83,6 +83,27 @@ def test_compile_matrix_builds_the_widest_vector_unit_of_each_target(tmp_path):
         assert len(b.failures) == ladder.index(b.flags)  # one reason per wider flag set
 
 
+def test_the_build_compiles_every_source_and_the_cache_key_hashes_each_one(tmp_path, monkeypatch):
+    """The op is several sources and shared headers: all of them compile together, and a change to
+    any one of them (a header included by the others too) makes a new cache key, hence a rebuild."""
+    command = build.compile_command("g++", (), tmp_path / "x.so")
+    assert [arg for arg in command if arg.endswith(".cc")] == [str(p) for p in build.SOURCES]
+    included = {line.split('"')[1] for src in (*build.SOURCES, *build.HEADERS)
+                for line in src.read_text().splitlines() if line.startswith('#include "lstm_')}
+    assert included == {p.name for p in build.HEADERS}  # every header the sources use is hashed
+    copies = []
+    for path in (*build.SOURCES, *build.HEADERS):
+        copies.append(tmp_path / path.name)
+        shutil.copy(path, copies[-1])
+    monkeypatch.setattr(build, "SOURCES", tuple(copies[:len(build.SOURCES)]))
+    monkeypatch.setattr(build, "HEADERS", tuple(copies[len(build.SOURCES):]))
+    keys = {cache._key("g++")}
+    for path in copies:
+        path.write_text(path.read_text() + "\n// changed\n")
+        keys.add(cache._key("g++"))
+    assert len(keys) == len(copies) + 1
+
+
 @pytest.fixture(scope="module")
 def built_cache(tmp_path_factory):
     """A compiler wrapper and a cache holding a good build of the op, made by one real run, with a

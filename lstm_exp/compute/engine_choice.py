@@ -104,33 +104,35 @@ def time_candidates(candidates: dict[str, Callable[[], object]],
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def decide(timings: dict[str, float]) -> Choice:
+def decide(timings: dict[str, float], baseline: str = BASELINE) -> Choice:
     """The fastest candidate, the baseline unless another one beats it."""
-    best = min(timings, key=lambda name: (timings[name], name != BASELINE))
-    if timings[best] >= timings[BASELINE]:
-        best = BASELINE
+    best = min(timings, key=lambda name: (timings[name], name != baseline))
+    if timings[best] >= timings[baseline]:
+        best = baseline
     others = ", ".join(f"{n} {t:.1f} ms" for n, t in sorted(timings.items()) if n != best)
     return Choice(best, f"measured {timings[best]:.1f} ms vs {others}")
 
 
 def measured_choice(folder: Path, key: str, candidates: dict[str, Callable[[], object]],
                     timing: Callable[[dict[str, Callable[[], object]]], dict[str, float]] = time_candidates,
-                    ) -> Choice:
+                    baseline: str = BASELINE) -> Choice:
     """The kept choice for `key`, or the candidates timed now and the choice kept.
 
     Args:
         folder: where ``choices.json`` lives (the native op's cache folder).
         key: `shape_class(...)`.
-        candidates: engine name -> a call that runs one step and waits for it; must hold BASELINE.
+        candidates: engine name -> a call that runs one step and waits for it; must hold `baseline`.
             Calls must not change any state a run keeps (time gradients, not optimizer steps).
         timing: candidates -> median ms of each (default: a warm-up and MEASURED_CALLS calls each).
+        baseline: the candidate kept unless another one is faster (`keras` for engines; the
+            native op's own choices, such as its thread split, name theirs).
     """
     path = folder / CHOICES
     kept = read_choices(path).get(key)
     if kept is not None and kept["engine"] in candidates:
         return Choice(kept["engine"], f"kept choice ({kept.get('why', 'measured')})")
     timings = timing(candidates)
-    choice = decide(timings)
+    choice = decide(timings, baseline)
     try:
         choice = _keep(path, key, choice, timings, candidates)
     except Exception as err:  # noqa: BLE001 - an unwritable cache costs a measurement per run, not the run

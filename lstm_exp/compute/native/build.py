@@ -12,7 +12,7 @@ something, never more, so whatever compiles runs on this CPU:
 
 Each flag set that fails is kept with its reason; the one that compiled is named by the vector
 unit it was compiled for (``avx512``, ``avx2``, ``avx``, ``portable``), read from the library's
-bytes (``lstm_exp_native_isa`` in ``lstm_kernel.cc``) so that no library is loaded to name it.
+bytes (``lstm_exp_native_isa`` in ``lstm_forward.cc``) so that no library is loaded to name it.
 ``cache.py`` decides when to build and where the library lives. ``CXX`` names the compiler
 (``g++`` by default).
 """
@@ -30,7 +30,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("lstm_kernel.cc")
+# The op's sources, compiled together into one library, and the headers they share: all of them go
+# into the cache key (cache.py), so changing any one rebuilds.
+SOURCES = tuple(Path(__file__).with_name(name)
+                for name in ("lstm_forward.cc", "lstm_columns.cc", "lstm_backward.cc"))
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("lstm_simd.h", "lstm_forward.h"))
 LIBRARY = "lstm_kernel.so"
 BUILD_TIMEOUT_S = 300  # the whole ladder; one compile takes ~5-10 s, but a wedged one must not hang a run
 BASE_FLAGS = ("-O3", "-ffp-contract=fast")
@@ -94,11 +98,11 @@ def compile_command(cxx: str, flags: tuple[str, ...], output: Path) -> list[str]
     import tensorflow as tf
 
     return [cxx, "-shared", "-fPIC", *BASE_FLAGS, *flags, *tf.sysconfig.get_compile_flags(),
-            str(SOURCE), "-o", str(output), *tf.sysconfig.get_link_flags()]
+            *map(str, SOURCES), "-o", str(output), *tf.sysconfig.get_link_flags()]
 
 
 def library_isa(data: bytes) -> str:
-    """The build's name, from the bytes of a library compiled from ``lstm_kernel.cc``.
+    """The build's name, from the bytes of a library compiled from `SOURCES`.
 
     Raises:
         NativeBuildError: the bytes carry no name (not our library, or a damaged one).

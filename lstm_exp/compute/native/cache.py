@@ -2,7 +2,7 @@
 
 ``$XDG_CACHE_HOME/lstm_exp/native/<key>/`` (``~/.cache`` when unset) holds ``lstm_kernel.so``
 and ``build.json`` (its size, sha256, build name, flags and the flag sets that failed before
-it), ``<key>`` a hash of the source, the flag sets, the compiler, the TensorFlow version and this
+it), ``<key>`` a hash of the sources and headers, the flag sets, the compiler, the TensorFlow version and this
 CPU, because ``-march=native`` code only runs on the CPU that built it and a home directory may be
 shared by machines that differ.
 
@@ -44,7 +44,9 @@ def cache_root() -> Path:
 def _key(cxx: str) -> str:
     import tensorflow as tf
 
-    digest = hashlib.sha256(build.SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for path in (*build.SOURCES, *build.HEADERS):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for part in (cxx, repr(build.BASE_FLAGS), repr(build.flag_ladder()), tf.__version__,
                  tf.sysconfig.get_lib(), cpu.fingerprint()):
         digest.update(b"\0" + part.encode())

@@ -2,7 +2,7 @@
 
 The native op is compiled for the machine it runs on, so a figure measured with it means little
 without the CPU's name, and a build narrower than the CPU could run is worth a log line. The names
-of the vector units are those of the kernel's builds (``lstm_kernel.cc``): ``avx512`` (16 floats
+of the vector units are those of the kernel's builds (``lstm_simd.h``): ``avx512`` (16 floats
 per vector), ``avx2`` and ``avx`` (8), ``portable`` (4: SSE on x86-64, NEON on Arm).
 """
 

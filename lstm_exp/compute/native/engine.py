@@ -1,4 +1,4 @@
-"""A stack of plain LSTM layers run by the native C++ op (``lstm_kernel.cc``), one op per layer.
+"""A stack of plain LSTM layers run by the native C++ op (``lstm_forward.cc``), one op per layer.
 
 Per layer, one op runs the whole layer in C++: the input projection a chunk of steps at a time,
 then the time loop (recurrent product + cell). Everything stays batch-major, so no transposes are
@@ -21,6 +21,7 @@ import numpy as np
 from lstm_exp.compute.native import cpu
 from lstm_exp.compute.native.build import Build, NativeBuildError
 from lstm_exp.compute.native.cache import DISABLE_ENV, cached_build
+from lstm_exp.compute.native.split_choice import BASELINE, SPLITS, choose_split
 from lstm_exp.config import names
 from lstm_exp.config.names import GATES
 
@@ -96,6 +97,10 @@ class NativeLSTMStack:
         max_threads: Threads per layer (0: TensorFlow's intra-op pool size, capped by the batch).
         chunk_steps: Steps whose input projection is computed at a time (0: as many as fit the
             op's cache budget); for tests that need chunk boundaries at small sizes.
+        split: How the threads share a layer: ``rows`` (batch rows), ``columns`` (unit blocks,
+            a barrier per step) or ``auto``: the one measured faster for this CPU build and the
+            layer's shape class on its first call (``split_choice.py``). Outputs are the same.
+        choices_folder: Where `auto` keeps its choices (default: the op's cache folder).
 
     Raises:
         NativeBuildError: the op cannot be built or loaded here (callers fall back).
@@ -107,7 +112,8 @@ class NativeLSTMStack:
         (TensorShape([2, 3, 5]), TensorShape([2, 3, 4]))
     """
 
-    def __init__(self, weights, max_threads: int = 0, chunk_steps: int = 0):
+    def __init__(self, weights, max_threads: int = 0, chunk_steps: int = 0, split: str = "auto",
+                 choices_folder=None):
         import tensorflow as tf
 
         loaded = load()
@@ -115,6 +121,11 @@ class NativeLSTMStack:
         self.build = loaded.build.isa  # avx512, avx2, avx or portable: what this CPU runs
         self.max_threads = int(max_threads)
         self.chunk_steps = int(chunk_steps)
+        if split not in ("auto", *SPLITS):
+            raise ValueError(f"split must be one of auto, {', '.join(SPLITS)}; got {split!r}")
+        self.split = split
+        self._folder = choices_folder or loaded.build.path.parent
+        self._splits = {}  # (layer, B, T) -> the split `auto` runs there
         self._layers = []
         for k in range(names.layer_count(weights)):
             kernel, recurrent, bias = (weights[names.array_name(k, p)]
@@ -151,11 +162,30 @@ class NativeLSTMStack:
         for k, (kernel, bias, recurrent, units) in enumerate(self._layers):
             h0, c0 = (tf.zeros((batch, units)) if state.get(names.array_name(k, p)) is None
                       else tf.cast(state[names.array_name(k, p)], tf.float32) for p in (names.H, names.C))
+            split = self._split_for(k, seq, (kernel, bias, recurrent), units)
             seq, h, c, *gates = self._op.lstm_exp_native_layer(
                 seq, kernel, bias, recurrent, h0, c0, lengths, return_gates=bool(return_gates),
-                max_threads=self.max_threads, chunk_steps=self.chunk_steps)
+                max_threads=self.max_threads, chunk_steps=self.chunk_steps, split=split)
             result.update({names.array_name(k, names.SEQUENCE): seq, names.array_name(k, names.H): h,
                            names.array_name(k, names.C): c})
             if return_gates:
                 result.update({names.gate_name(k, g): v for g, v in zip(GATES, gates, strict=True)})
         return result
+
+    def _split_for(self, k, x, packed, units) -> str:
+        """The split of layer k for input x: as asked, or `auto`'s (the row split where the batch
+        or the steps are unknown while tracing)."""
+        if self.split != "auto":
+            return self.split
+        batch, steps, features = x.shape
+        if batch is None or steps is None:
+            return BASELINE
+        key = (k, batch, steps)
+        if key not in self._splits:
+            import tensorflow as tf
+
+            # Python to run as is while tracing (AutoGraph would try to convert json's encoder).
+            choose = tf.autograph.experimental.do_not_convert(choose_split)
+            self._splits[key] = choose(self._op, self._folder, (batch, steps, features), packed,
+                                       units, self.max_threads)
+        return self._splits[key]
