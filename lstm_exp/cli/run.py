@@ -36,6 +36,7 @@ from lstm_exp.jobs.outcome import RecordedFailure, failure_outcome
 from lstm_exp.jobs.output_dirs import output_dir_error
 from lstm_exp.jobs.sweep import PARENT_ENV, SIZE_ENV
 from lstm_exp.jobs.text import progress_line
+from lstm_exp.jobs.worker_memory import freeze_long_lived_objects
 
 log = logging.getLogger("lstm_exp")
 register()
@@ -78,6 +79,7 @@ def _hydra_task(cfg: DictConfig):
     if cfg.run.print_arrays and outcome.report:
         print(outcome.report)
     outcome.report = ""  # the arrays stay in the job's process; the sweeper needs the rest
+    freeze_long_lived_objects()  # a joblib worker's next jobs: collections skip the libraries' objects
     return outcome
 
 

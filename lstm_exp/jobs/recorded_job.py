@@ -17,6 +17,7 @@ from lstm_exp.config.store_checks import MAX_RUN_NAME
 from lstm_exp.errors import ConfigError
 from lstm_exp.jobs.outcome import JobOutcome, RecordedFailure
 from lstm_exp.jobs.text import epoch_printer, format_report, job_overrides
+from lstm_exp.jobs.trial_reporting import PRUNED
 from lstm_exp.record import search_record
 from lstm_exp.record import store as mlflow_store
 from lstm_exp.record.identity import config_hash
@@ -126,7 +127,7 @@ class RecordedJob:
             if held:
                 held.uninstall()
         report = format_report(experiment, result)
-        trial, trial_tags = {}, {}
+        trial, trial_tags, state = {}, {}, None
         if reporter is not None and result.training is not None:
             t = result.training
             state, value, note = reporter.verdict({"val_loss": t.val_loss[-1], "train_loss": t.train_loss[-1],
@@ -149,7 +150,9 @@ class RecordedJob:
             params = mlflow_store.flatten(OmegaConf.to_container(self.cfg, resolve=True))
             tags = {**mlflow_store.version_tags(), **artifacts.description_tags(experiment, result)}
             tags |= trial_tags
-            record.finish(str(folder), metrics, params, tags)
+            # A pruned trial's run keeps its arrays, analyses and loss curves, not the pictures of its
+            # states: ~0.6 s of CPU a trial, for a stack stopped because it learned worse than the median.
+            record.finish(str(folder), metrics, params, tags, state_plots=state != PRUNED)
         return result, report, metrics.summary(), trial
 
     def _links(self, record) -> str:

@@ -69,19 +69,25 @@ def write_run_directory(out: Path, config_yaml: str, result, summary: str, pca, 
     return out
 
 
-def draw_plots(folder: Path, metrics: RunMetrics) -> None:
-    """Draws plots/*.png from the folder's states.npz and the run's per-step norms and losses."""
+def draw_plots(folder: Path, metrics: RunMetrics, state_plots: bool = True) -> None:
+    """Draws plots/*.png from the folder's states.npz and the run's per-step norms and losses.
+
+    Args:
+        state_plots: False: the loss curves alone, not the pictures of the states (h and gate heatmaps,
+            norms over time, PCA): a search's pruned trial (README, "Pruning inside the job").
+    """
     from lstm_exp.record import plots
 
-    with np.load(folder / "states.npz") as archive:
-        arrays = {name: archive[name] for name in archive.keys()}
-    plots.layer_h_heatmaps(arrays, folder / "plots")
-    plots.gate_heatmaps(arrays, folder / "plots")
-    plots.norms_over_time(metrics.per_step, folder / "plots")
-    if (folder / PCA_FILE).is_file():
-        with np.load(folder / PCA_FILE) as archive:
-            projections = {names.parse_layer_name(n): archive[n] for n in archive.files}
-        plots.pca_trajectories(projections, folder / "plots")
+    if state_plots:
+        with np.load(folder / "states.npz") as archive:
+            arrays = {name: archive[name] for name in archive.keys()}
+        plots.layer_h_heatmaps(arrays, folder / "plots")
+        plots.gate_heatmaps(arrays, folder / "plots")
+        plots.norms_over_time(metrics.per_step, folder / "plots")
+        if (folder / PCA_FILE).is_file():
+            with np.load(folder / PCA_FILE) as archive:
+                projections = {names.parse_layer_name(n): archive[n] for n in archive.files}
+            plots.pca_trajectories(projections, folder / "plots")
     if names.VAL_LOSS in metrics.per_epoch:
         losses = {n: metrics.per_epoch[n] for n in (names.TRAIN_LOSS, names.VAL_LOSS)}
         plots.loss_curves(losses, metrics.final[names.BASELINE_LOSS], folder / "plots")

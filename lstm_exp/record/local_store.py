@@ -81,8 +81,9 @@ class LocalStore(RunStore):
         return pending
 
     def log(self, uri: str, run_id: str, folder: str, metrics: RunMetrics, params: dict[str, str],
-            tags: dict[str, str]) -> None:
-        """Draws the plots; logs the model (if saved), folder, metrics, params and tags; ends it FINISHED.
+            tags: dict[str, str], state_plots: bool = True) -> None:
+        """Draws the plots (`state_plots`: see `artifacts.draw_plots`); logs the model (if saved),
+        folder, metrics, params and tags; ends it FINISHED.
 
         Raises:
             RunEnded: another process ended the run first (a stopped sweep); what was not logged yet
@@ -94,7 +95,7 @@ class LocalStore(RunStore):
         with self._bounded(uri), self._refusals(uri, run_id):
             client = self.client(uri)
             check_running(client, run_id)  # before each step: nothing is added to a run that has ended
-            artifacts.draw_plots(Path(folder), metrics)
+            artifacts.draw_plots(Path(folder), metrics, state_plots)
             check_running(client, run_id)
             model_log.log_stack_model(client, run_id, Path(folder))  # takes model.keras out of the folder
             check_running(client, run_id)

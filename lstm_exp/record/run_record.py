@@ -107,10 +107,12 @@ class RunRecord:
                 cls(store, request.uri, opened["run_id"], opened["experiment_id"],
                     request.timeout_s)._end_anyway(*_status_of(error))
 
-    def finish(self, folder: str, metrics: RunMetrics, params: dict[str, str], tags: dict[str, str]) -> None:
-        """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED."""
+    def finish(self, folder: str, metrics: RunMetrics, params: dict[str, str], tags: dict[str, str],
+               state_plots: bool = True) -> None:
+        """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED.
+        `state_plots`: see `artifacts.draw_plots`."""
         self.store.log(uri=self.uri, run_id=self.run_id, folder=folder, metrics=metrics, params=params,
-                       tags=tags)
+                       tags=tags, state_plots=state_plots)
         self.status = "FINISHED"
 
     def log_checkpoint(self, path: str, best: bool) -> str:

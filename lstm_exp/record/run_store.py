@@ -37,8 +37,9 @@ class RunStore(Protocol):
         ...
 
     def log(self, *, uri: str, run_id: str, folder: str, metrics: RunMetrics, params: dict[str, str],
-            tags: dict[str, str]) -> None:
-        """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED."""
+            tags: dict[str, str], state_plots: bool = True) -> None:
+        """Logs the run's folder (plots drawn from it), metrics, params and tags; ends it FINISHED.
+        `state_plots`: see `artifacts.draw_plots`."""
         ...
 
     def log_checkpoint(self, *, uri: str, run_id: str, path: str, best: bool) -> str:
