@@ -115,7 +115,8 @@ def _run(command: list[str], launch: Path, kill_after: int | None = None) -> tup
         try:
             deadline = time.monotonic() + WAIT_S
             while proc.poll() is None and time.monotonic() < deadline:
-                finished = len(re.findall(r"^trial \d+ \[of", log_path.read_text(), re.M))
+                # jobs/text.py's trial_line: "trial 7 [5/24]  ..." (a FAIL: "[4/24, this one not counted]")
+                finished = len(re.findall(r"^trial \d+ \[\d+/\d+", log_path.read_text(), re.M))
                 if kill_after and finished >= kill_after:
                     break
                 time.sleep(0.5)
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="task.epochs (full: 16)")
     parser.add_argument("--train-size", type=int, help="task.train_size (full: 4096)")
     parser.add_argument("--ratio-only", action="store_true", help="only studies 1 and 2: pruning's saving")
+    parser.add_argument("--kill-only", action="store_true", help="only study 4: kill + resume")
     parser.add_argument("--repeat", type=int, default=1,
                         help="pairs of studies 1 and 2, in alternating order (default 1)")
     args = parser.parse_args()
@@ -159,6 +161,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_search_") as tmp:
         (Path(tmp) / "warm_up").mkdir()
         _warm_up(size, Path(tmp) / "warm_up")
+        if args.kill_only:
+            _kill_and_resume(size, Path(tmp) / "killed")
+            return
         pairs = []
         pair = {"tpe+median": ("tpe", "median"), "tpe, no pruning": ("tpe", "none")}
         for r in range(max(1, args.repeat)):
@@ -179,15 +184,21 @@ def main() -> None:
         if args.ratio_only:
             return
         rand = _timed_study(size, "random, no pruning", "random", "none", Path(tmp) / "random")
-        launch = Path(tmp) / "killed"
-        launch.mkdir()
-        command = _command(size, "tpe", "median", launch)
-        _run(command, launch, kill_after=size["kill_after"])
-        killed = _study(launch)
-        _run(command, launch)
-        resumed = _study(launch)
-    print(f"best val_loss: tpe+median {pruned['best']:.4g}  vs  random {rand['best']:.4g} "
-          f"({'within' if pruned['best'] <= rand['best'] else 'NOT within'} the random search's best)")
+        print(f"best val_loss: tpe+median {pruned['best']:.4g}  vs  random {rand['best']:.4g} "
+              f"({'within' if pruned['best'] <= rand['best'] else 'NOT within'} the random search's best)")
+        _kill_and_resume(size, Path(tmp) / "killed")
+
+
+def _kill_and_resume(size: dict, launch: Path) -> None:
+    """Study 4: SIGKILLed after `kill_after` finished trials, then the same command again."""
+    launch.mkdir()
+    command = _command(size, "tpe", "median", launch)
+    _run(command, launch, kill_after=size["kill_after"])
+    killed = _study(launch)
+    if killed["done"] >= size["trials"]:
+        raise SystemExit(f"the search was not killed: it finished all {killed['done']} trials first")
+    _run(command, launch)
+    resumed = _study(launch)
     print(f"killed after {killed['done']} finished trials ({killed['running']} runs left RUNNING); resumed: "
           f"{resumed['done']} trials counted toward n_trials={size['trials']}, {resumed['trials']} in the "
           f"study ({resumed['trials'] - resumed['done']} a dead worker's, asked again), "

@@ -31,6 +31,7 @@ from lstm_exp.config.compose import CONFIG_DIR
 from lstm_exp.config.search_settings import parse_settings
 from lstm_exp.config.search_space import parse_search
 from lstm_exp.errors import ConfigError
+from lstm_exp.jobs.study import PRUNER_STARTUP
 
 TINY = ("task=adding", "task.epochs=3", "task.train_size=64", "task.val_size=32", "model.units=[4]")
 WAIT_S = 600  # bound on a paused job reaching its pause under load
@@ -161,30 +162,32 @@ def test_joblib_workers_study_is_recorded(tmp_path):
 def test_a_trial_that_cannot_learn_is_pruned_and_a_nan_trial_fails(tmp_path):
     # One study over an inert space (seed 0 only): what differs between its searches is fixed overrides.
     name = ("hydra.sweeper.study_name=prune", "hydra.sweeper.pruner=median", "seed=choice(0)")
-    learned = _search(*name, "hydra.sweeper.n_trials=2", "task.learning_rate=0.05", cwd=tmp_path)
+    done = PRUNER_STARTUP  # trials that learn: what the median pruner waits for
+    learned = _search(*name, f"hydra.sweeper.n_trials={done}", "task.learning_rate=0.05", cwd=tmp_path)
     assert learned.returncode == 0, learned.stderr[-3000:]
-    # Trials 2 and 3 cannot learn (rate 1e-7): at epoch 2 they are worse than both completed trials,
-    # which is what the median pruner (after 1 startup trial, 1 warm-up epoch) prunes. Trial 4 sees NaN.
-    stuck = _search(*name, "hydra.sweeper.n_trials=4", "task.learning_rate=1e-7", cwd=tmp_path)
+    # The next two cannot learn (rate 1e-7): at epoch 2 they are worse than every completed trial,
+    # which is what the median pruner (after its startup trials, 1 warm-up epoch) prunes. The last sees NaN.
+    stuck = _search(*name, f"hydra.sweeper.n_trials={done + 2}", "task.learning_rate=1e-7", cwd=tmp_path)
     assert stuck.returncode == 0, stuck.stderr[-3000:]
-    nan = _search(*name, "hydra.sweeper.n_trials=5", "task.learning_rate=0.05", *fault_overrides(nan=[0]),
-                  cwd=tmp_path)
+    nan = _search(*name, f"hydra.sweeper.n_trials={done + 3}", "task.learning_rate=0.05",
+                  *fault_overrides(nan=[0]), cwd=tmp_path)
     assert nan.returncode == 0, nan.stderr[-3000:]  # the study has completed trials: the best stands
     study = _study(tmp_path, "prune")
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED", "PRUNED", "FAIL"]
-    assert study.trials[4].user_attrs["lstm_exp.fail_reason"] == "diverged: val_loss nan at epoch 1"
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * done + ["PRUNED", "PRUNED", "FAIL"]
+    assert study.trials[done + 2].user_attrs["lstm_exp.fail_reason"] == "diverged: val_loss nan at epoch 1"
     _, parents, children = _runs(tmp_path)
-    assert len(parents) == 1 and len(children) == 5  # one parent for the study's three searches
+    assert len(parents) == 1 and len(children) == done + 3  # one parent for the study's three searches
     by_trial = {int(r.data.tags["lstm_exp.trial"]): r for r in children}
-    for number in (2, 3):
+    for number in (done, done + 1):
         run = by_trial[number]
         assert run.info.status == "FINISHED" and run.data.tags["lstm_exp.trial_state"] == "PRUNED"
         assert run.data.tags["lstm_exp.trial_note"] == "pruned at epoch 2"
         assert len(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(
             run.info.run_id, "val_loss")) == 2  # the epochs it ran
-    assert by_trial[4].data.tags["lstm_exp.trial_state"] == "FAIL"
+    assert by_trial[done + 2].data.tags["lstm_exp.trial_state"] == "FAIL"
     assert "PRUNED at epoch 2" in stuck.stdout
-    assert "trial 4 [4/5, this one not counted]" in nan.stdout  # n_trials counts COMPLETE + PRUNED
+    # n_trials counts COMPLETE + PRUNED
+    assert f"trial {done + 2} [{done + 2}/{done + 3}, this one not counted]" in nan.stdout
     assert "FAIL (diverged: val_loss nan at epoch 1)" in nan.stdout
 
 

@@ -3,7 +3,8 @@ analyses, reference check and loss curves, and leaves out the pictures of its st
 COMPLETE trial's run has (README, "Pruning inside the job").
 
 A real search in the launch process (Hydra's basic launcher), tiny `adding` trainings: two trials
-that learn, then one at learning rate 1e-7 that the median pruner stops at epoch 2.
+that learn (as many as the median pruner waits for), then one at learning rate 1e-7 that the median
+pruner stops at epoch 2.
 """
 
 import math
@@ -14,6 +15,7 @@ from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
 from lstm_exp.config import names
+from lstm_exp.jobs.study import PRUNER_STARTUP
 
 TINY = ("task=adding", "task.epochs=3", "task.train_size=64", "task.val_size=32", "model.units=[4]")
 STUDY = ("hydra.sweeper.study_name=pruned-runs", "hydra.sweeper.pruner=median", "seed=choice(0)")
@@ -41,8 +43,8 @@ def _files(client, run_id, path=None) -> set[str]:
 
 @pytest.mark.slow
 def test_a_pruned_trial_keeps_its_data_and_loss_curves_not_its_state_pictures(tmp_path):
-    _search(tmp_path, "hydra.sweeper.n_trials=2", "task.learning_rate=0.05")
-    stuck = _search(tmp_path, "hydra.sweeper.n_trials=3", "task.learning_rate=1e-7")
+    _search(tmp_path, f"hydra.sweeper.n_trials={PRUNER_STARTUP}", "task.learning_rate=0.05")
+    stuck = _search(tmp_path, f"hydra.sweeper.n_trials={PRUNER_STARTUP + 1}", "task.learning_rate=1e-7")
     assert "PRUNED at epoch 2" in stuck.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("lstm_exp").experiment_id
@@ -50,7 +52,7 @@ def test_a_pruned_trial_keeps_its_data_and_loss_curves_not_its_state_pictures(tm
     by_state = {}
     for run in runs:
         by_state.setdefault(run.data.tags["lstm_exp.trial_state"], []).append(run)
-    assert sorted((s, len(r)) for s, r in by_state.items()) == [("COMPLETE", 2), ("PRUNED", 1)]
+    assert sorted((s, len(r)) for s, r in by_state.items()) == [("COMPLETE", PRUNER_STARTUP), ("PRUNED", 1)]
     pruned, complete = by_state["PRUNED"][0], by_state["COMPLETE"][0]
 
     complete_files, pruned_files = (_files(client, r.info.run_id) for r in (complete, pruned))
