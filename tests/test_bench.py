@@ -16,13 +16,18 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-@pytest.mark.slow
-def test_bench_smoke_writes_its_json(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--smoke", "--json", str(out)],
+def _smoke(script: str, tmp_path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Runs `scripts/<script> --smoke`; its output and the JSON it wrote, once it exited 0."""
+    out = tmp_path / f"{script}.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--smoke", "--json", str(out)],
                           capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    return proc, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_bench_smoke_writes_its_json(tmp_path):
+    proc, results = _smoke("bench.py", tmp_path)
     assert results["smoke"] is True and set(results) >= {"start", "sweep", "forward", "train", "total_s"}
     assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout  # figures name it
     assert results["forward"]["stack"]["native_build"] in ("avx512", "avx2", "avx", "portable")
@@ -40,11 +45,7 @@ def test_bench_smoke_writes_its_json(tmp_path):
 
 @pytest.mark.slow
 def test_training_step_bench_smoke_names_the_cpu_and_every_contender(tmp_path):
-    out = tmp_path / "bench_train_step.json"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_train_step.py"), "--smoke",
-                           "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    proc, results = _smoke("bench_train_step.py", tmp_path)
     assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout
     row = results["smoke"]
     assert {"keras", "native", "torch"} <= set(row["median_ms"]) == set(row["cpu_ms"])
@@ -56,11 +57,7 @@ def test_training_step_bench_smoke_names_the_cpu_and_every_contender(tmp_path):
 def test_training_epoch_bench_trains_the_same_model_in_pytorch(tmp_path):
     """The worked comparison's epoch against PyTorch: every contender named, and PyTorch's losses
     (an independent implementation of the same model, data, order and Adam) match lstm_exp's."""
-    out = tmp_path / "bench_train_epoch.json"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_train_epoch.py"), "--smoke",
-                           "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    proc, results = _smoke("bench_train_epoch.py", tmp_path)
     assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout
     assert {"keras", "native", "auto", "torch"} <= set(results["wall_ms"]) == set(results["cpu_ms"])
     assert all(_number(v) for part in ("wall_ms", "cpu_ms", "vs_torch") for v in results[part].values())
