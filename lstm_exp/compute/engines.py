@@ -49,7 +49,7 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     return "auto" if spec.plain_lstm_stack else "keras"
 
 
-def resolve_engine(engine: str, spec: ModelSpec, shape: tuple[int, int, int]) -> str:
+def resolve_engine(engine: str, spec: ModelSpec) -> str:
     """The engine that will actually run: `native` where its op builds and loads, else `fused`,
     with one warning naming the reason. Every other engine is returned unchanged.
     """
@@ -90,7 +90,7 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int) -> tu
     """
     import tensorflow as tf
 
-    engine = resolve_engine(engine, spec, data.x.shape)
+    engine = resolve_engine(engine, spec)
     x = tf.constant(data.x)
     lengths = None if data.lengths is None else tf.constant(data.lengths)
     state = {name: tf.constant(value) for name, value in data.initial_state.items()}
