@@ -151,9 +151,22 @@ def bench_size(b, t, f, units, rounds, with_torch, threads, seed=0):
                 "turn_first_ms": float(np.median(turn_first[n])),
                 "gflops": flops / med[n] / 1e6, "speedup_vs_stock": med["stock_tf_function"] / med[n],
                 "speedup_vs_torch": med["torch"] / med[n] if "torch" in med else None,
-                "first_call_s": first[n]} for n in names}
+                "first_call_s": first[n], **_paired_with_torch(times, n)} for n in names}
     return {"B": b, "T": t, "F": f, "units": list(units), "rounds": rounds, "flops": flops,
             "native_build": load().build.isa, "results": rows}
+
+
+def _paired_with_torch(times, name):
+    """Time / PyTorch's time within each round (the two ran back to back under the same load):
+    the median ratio, its quartiles, and in how many rounds `name` was the faster. Where two
+    contenders are level, the paired ratio settles what two medians taken apart cannot."""
+    if "torch" not in times:
+        return {}
+    ratios = np.asarray(times[name]) / np.asarray(times["torch"])
+    return {"paired_vs_torch": float(np.median(ratios)),
+            "paired_vs_torch_p25": float(np.percentile(ratios, 25)),
+            "paired_vs_torch_p75": float(np.percentile(ratios, 75)),
+            "faster_than_torch_rounds": f"{int((ratios < 1).sum())}/{len(ratios)}"}
 
 
 def startup(sizes, repeats=3):
@@ -208,6 +221,13 @@ def startup(sizes, repeats=3):
     return report
 
 
+def _paired_text(row):
+    if "paired_vs_torch" not in row:
+        return "-"
+    return (f"{row['paired_vs_torch']:.3f} ({row['paired_vs_torch_p25']:.3f}-"
+            f"{row['paired_vs_torch_p75']:.3f}), {row['faster_than_torch_rounds']}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="write results here")
@@ -244,12 +264,13 @@ def main(argv=None):
         print(f"\nB={b} T={t} F={f} units={units}  ({res['flops'] / 1e9:.2f} GFLOP/call, "
               f"{res['rounds']} rounds; native = native ({res['native_build']}))")
         print(f"{'contender':28s} {'median ms':>10s} {'p25':>8s} {'p75':>8s} {'GFLOP/s':>8s} "
-              f"{'x stock':>8s} {'x torch':>8s} {'1st call s':>10s} {'cpu ms':>8s}")
+              f"{'x stock':>8s} {'x torch':>8s} {'1st call s':>10s} {'cpu ms':>8s} "
+              f"{'time/torch by round (p25-p75), rounds faster':>44s}")
         for name, r in res["results"].items():
             vt = f"{r['speedup_vs_torch']:8.2f}" if r["speedup_vs_torch"] else f"{'-':>8s}"
             print(f"{name:28s} {r['median_ms']:10.2f} {r['p25_ms']:8.2f} {r['p75_ms']:8.2f} "
                   f"{r['gflops']:8.1f} {r['speedup_vs_stock']:8.2f} {vt} {r['first_call_s']:10.2f} "
-                  f"{r['cpu_ms']:8.2f}")
+                  f"{r['cpu_ms']:8.2f} {_paired_text(r):>44s}")
     print("\nstartup: first call (build/trace/compile) and steady call, seconds; calls to break"
           " even against eager stock Keras")
     for size, res in report["startup"].items():

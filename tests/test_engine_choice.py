@@ -41,6 +41,20 @@ def test_ties_go_to_stock_keras():
     assert decide({"keras": 5.0, "native": 4.0}) == Choice("native", "measured 4.0 ms vs keras 5.0 ms")
 
 
+@given(st.floats(0.1, 1e4), st.floats(0.0, 2.0), st.floats(0.0, 0.5))
+@budget(50)
+def test_a_lead_keeps_the_baseline_unless_another_is_clearly_faster(baseline_ms, ratio, lead):
+    # The native op's thread split: `columns` replaces `rows` only when faster by more than `lead`.
+    choice = decide({"rows": baseline_ms, "columns": baseline_ms * ratio}, "rows", lead)
+    assert choice.engine == ("columns" if ratio < 1.0 - lead else "rows")
+
+
+def test_a_lead_is_named_in_why():
+    kept = decide({"rows": 15.65, "columns": 14.90}, "rows", 0.10)  # 4.8 % faster: not clearly
+    assert kept == Choice("rows", "measured 15.7 ms vs columns 14.9 ms (another needs a 10% lead)")
+    assert decide({"rows": 15.65, "columns": 14.0}, "rows", 0.10).engine == "columns"
+
+
 def test_measured_once_then_kept(tmp_path):
     calls = {}
     candidates = {"keras": _counting(calls, "keras"), "native": _counting(calls, "native")}

@@ -104,18 +104,20 @@ def time_candidates(candidates: dict[str, Callable[[], object]],
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def decide(timings: dict[str, float], baseline: str = BASELINE) -> Choice:
-    """The fastest candidate, the baseline unless another one beats it."""
+def decide(timings: dict[str, float], baseline: str = BASELINE, lead: float = 0.0) -> Choice:
+    """The fastest candidate, the baseline unless another one beats it by more than `lead`
+    (a fraction of the baseline's time: 0 for a plain race)."""
     best = min(timings, key=lambda name: (timings[name], name != baseline))
-    if timings[best] >= timings[baseline]:
+    if timings[best] >= timings[baseline] * (1.0 - lead):
         best = baseline
     others = ", ".join(f"{n} {t:.1f} ms" for n, t in sorted(timings.items()) if n != best)
-    return Choice(best, f"measured {timings[best]:.1f} ms vs {others}")
+    needed = f" (another needs a {lead:.0%} lead)" if lead > 0 else ""
+    return Choice(best, f"measured {timings[best]:.1f} ms vs {others}{needed}")
 
 
 def measured_choice(folder: Path, key: str, candidates: dict[str, Callable[[], object]],
                     timing: Callable[[dict[str, Callable[[], object]]], dict[str, float]] = time_candidates,
-                    baseline: str = BASELINE) -> Choice:
+                    baseline: str = BASELINE, lead: float = 0.0) -> Choice:
     """The kept choice for `key`, or the candidates timed now and the choice kept.
 
     Args:
@@ -126,13 +128,15 @@ def measured_choice(folder: Path, key: str, candidates: dict[str, Callable[[], o
         timing: candidates -> median ms of each (default: a warm-up and MEASURED_CALLS calls each).
         baseline: the candidate kept unless another one is faster (`keras` for engines; the
             native op's own choices, such as its thread split, name theirs).
+        lead: how much faster than the baseline another candidate must measure, as a fraction of
+            the baseline's time (0: any amount).
     """
     path = folder / CHOICES
     kept = read_choices(path).get(key)
     if kept is not None and kept["engine"] in candidates:
         return Choice(kept["engine"], f"kept choice ({kept.get('why', 'measured')})")
     timings = timing(candidates)
-    choice = decide(timings, baseline)
+    choice = decide(timings, baseline, lead)
     try:
         choice = _keep(path, key, choice, timings, candidates)
     except Exception as err:  # noqa: BLE001 - an unwritable cache costs a measurement per run, not the run
