@@ -97,10 +97,10 @@ def test_the_build_compiles_every_source_and_the_cache_key_hashes_each_one(tmp_p
         shutil.copy(path, copies[-1])
     monkeypatch.setattr(build, "SOURCES", tuple(copies[:len(build.SOURCES)]))
     monkeypatch.setattr(build, "HEADERS", tuple(copies[len(build.SOURCES):]))
-    keys = {cache._key("g++")}
+    keys = {cache._key("g++", build.NATIVE)}
     for path in copies:
         path.write_text(path.read_text() + "\n// changed\n")
-        keys.add(cache._key("g++"))
+        keys.add(cache._key("g++", build.NATIVE))
     assert len(keys) == len(copies) + 1
 
 

@@ -1,7 +1,8 @@
 """Compiles the native LSTM op against the installed TensorFlow, for the widest vector unit that compiles.
 
-The flag sets are tried widest first (`flag_ladder`). Every one is ``-march=native`` less
-something, never more, so whatever compiles runs on this CPU:
+The flag sets are tried widest first (`flag_ladder`). Every one is ``-march=native`` (or the
+narrower level ``target.py`` was asked for) less something, never more, so whatever compiles runs on
+this CPU:
 
 - ``-march=native``: everything the CPU has;
 - ``-mno-avx512fp16``: on CPUs with AVX512-FP16 (Intel since Sapphire Rapids) g++ 12 fails inside
@@ -30,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstm_exp.compute.native import target
+
 # The op's sources, compiled together into one library, and the headers they share: all of them go
 # into the cache key (cache.py), so changing any one rebuilds.
 SOURCES = tuple(Path(__file__).with_name(name)
@@ -39,7 +42,7 @@ LIBRARY = "lstm_kernel.so"
 BUILD_TIMEOUT_S = 300  # the whole ladder; one compile takes ~5-10 s, but a wedged one must not hang a run
 BASE_FLAGS = ("-O3", "-ffp-contract=fast")
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
-NATIVE = ("-march=native",)
+NATIVE = target.NATIVE
 _ISA_MARK = re.compile(rb"lstm_exp_native_isa=(\w+)\0")
 _LINKER_STATUS = re.compile(r"^collect2: error: ld returned \d+ exit status$")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import lstm_exp.compute.native.build as build
 from lstm_exp.compute.native import cpu
 from lstm_exp.compute.native.build import LIBRARY, Build, NativeBuildError
+from lstm_exp.compute.native.target import TargetError, target_arch
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,13 @@ def cache_root() -> Path:
     return Path(base) / "lstm_exp" / "native"
 
 
-def _key(cxx: str) -> str:
+def _key(cxx: str, arch: tuple[str, ...]) -> str:
     import tensorflow as tf
 
     digest = hashlib.sha256()
     for path in (*build.SOURCES, *build.HEADERS):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    for part in (cxx, repr(build.BASE_FLAGS), repr(build.flag_ladder()), tf.__version__,
+    for part in (cxx, repr(build.BASE_FLAGS), repr(build.flag_ladder(arch)), tf.__version__,
                  tf.sysconfig.get_lib(), cpu.fingerprint()):
         digest.update(b"\0" + part.encode())
     return f"tf{tf.__version__}-{digest.hexdigest()[:16]}"
@@ -118,8 +119,12 @@ def cached_build() -> Build:
     """
     if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
         raise NativeBuildError(f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}")
+    try:
+        arch = target_arch()
+    except TargetError as err:
+        raise NativeBuildError(str(err)) from err
     cxx = build.compiler()
-    folder = cache_root() / _key(cxx)
+    folder = cache_root() / _key(cxx, arch)
     target = folder / LIBRARY
     found, _ = check_entry(target)
     if found:
@@ -135,7 +140,7 @@ def cached_build() -> Build:
             return found
         if damage:
             log.warning("the cached native LSTM op %s is damaged (%s); rebuilding it", target, damage)
-        built = build.compile_widest(cxx, target)
+        built = build.compile_widest(cxx, target, arch)
         _write_record(built)
     if built.failures:
         log.info("built the native LSTM op for %s with %s, after: %s", built.isa,

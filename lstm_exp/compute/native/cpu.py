@@ -17,6 +17,10 @@ ISA_FLAGS = (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"))
 # Flags printed beside a figure: the vector units, and AVX512-FP16, whose header in TensorFlow's
 # Eigen does not compile with every g++ (see `build.flag_ladder`).
 SHOWN_FLAGS = ("avx512f", "avx512_fp16", "avx2", "fma", "avx")
+# What narrows the vector units the contenders use: our op's build (native/target.py), oneDNN's
+# dispatch (PyTorch's LSTM, TensorFlow's matmuls), MKL's and PyTorch's own kernels.
+CAP_VARIABLES = ("LSTM_EXP_NATIVE_MARCH", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+                 "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 
 def _cpuinfo() -> list[str]:
@@ -63,7 +67,11 @@ def fingerprint() -> str:
 
 def describe() -> str:
     """One line for a benchmark's header, e.g.
-    ``Intel(R) Xeon(R) Processor (x86_64, 2 cores; avx512f avx512_fp16 avx2 fma avx)``."""
+    ``Intel(R) Xeon(R) Processor (x86_64, 2 cores; avx512f avx512_fp16 avx2 fma avx)``, and the
+    variables that narrow what the contenders use, when set (a narrower CPU emulated:
+    ``...; capped by LSTM_EXP_NATIVE_MARCH=x86-64-v3 ONEDNN_MAX_CPU_ISA=AVX2``)."""
     have = flags()
     shown = " ".join(flag for flag in SHOWN_FLAGS if flag in have) or "no AVX"
-    return f"{model_name()} ({platform.machine()}, {os.cpu_count()} cores; {shown})"
+    caps = " ".join(f"{name}={os.environ[name]}" for name in CAP_VARIABLES if os.environ.get(name))
+    return (f"{model_name()} ({platform.machine()}, {os.cpu_count()} cores; {shown})"
+            + (f"; capped by {caps}" if caps else ""))

@@ -22,6 +22,7 @@ from lstm_exp.compute.native import cpu
 from lstm_exp.compute.native.build import Build, NativeBuildError
 from lstm_exp.compute.native.cache import DISABLE_ENV, cached_build
 from lstm_exp.compute.native.split_choice import BASELINE, SPLITS, choose_split
+from lstm_exp.compute.native.target import MARCH_ENV, why_narrower
 from lstm_exp.config import names
 from lstm_exp.config.names import GATES
 
@@ -53,7 +54,8 @@ def _load_once(_env: tuple):
         return NativeBuildError(f"loading the native LSTM op failed: {type(err).__name__}: {err}")
     if cpu.narrower(built.isa, cpu.widest_isa()):
         log.warning("the native LSTM op runs its %s build, narrower than this CPU's %s: %s", built.isa,
-                    cpu.widest_isa(), " | ".join(built.failures) or "the compiler chose it")
+                    cpu.widest_isa(), why_narrower() or " | ".join(built.failures)
+                    or "the compiler chose it")
     return LoadedOp(module, width, built)
 
 
@@ -63,7 +65,7 @@ def load() -> LoadedOp:
     Raises:
         NativeBuildError: the op cannot be built or loaded here.
     """
-    env = tuple(os.environ.get(name) for name in (DISABLE_ENV, "CXX", "XDG_CACHE_HOME"))
+    env = tuple(os.environ.get(name) for name in (DISABLE_ENV, MARCH_ENV, "CXX", "XDG_CACHE_HOME"))
     loaded = _load_once(env)
     if isinstance(loaded, NativeBuildError):
         raise loaded
