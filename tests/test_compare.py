@@ -2,11 +2,11 @@
 
 import contextlib
 import os
-import subprocess
 
 import pytest
 from conftest import error_lines, run_cli
 from mlflow.tracking import MlflowClient
+from small_filesystem import small_filesystem
 
 from lstm_exp.cli import compare
 from lstm_exp.record.runs import quote_dotted_names
@@ -90,19 +90,11 @@ def test_plot_overlays_h_norm_histories(lstm_and_gru, tmp_path, capsys):
 
 @pytest.fixture
 def full_folder(tmp_path):
-    """A folder on a filesystem with no space left: a 64 KiB tmpfs, filled (mounting needs root)."""
-    folder = tmp_path / "full"
-    folder.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-                           capture_output=True, text=True, timeout=60, check=False)
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-    try:
+    """A folder on a filesystem with no space left: a 64 KiB tmpfs, filled."""
+    with small_filesystem(tmp_path / "full", 64 << 10) as folder:
         with contextlib.suppress(OSError), (folder / "fill").open("wb") as fill:
             fill.write(bytes(1 << 20))
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], capture_output=True, timeout=60, check=False)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from lstm_exp.config.store_checks import sqlite_path
 from lstm_exp.errors import ConfigError
 from lstm_exp.record import file_datasets, identity
 from lstm_exp.record.server_access import refusal
+from lstm_exp.record.store_creation import create_whole
 from lstm_exp.record.store_locks import (
     LOCK_WAIT_S,
     StoreLocked,
@@ -124,7 +125,9 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
 
     try:
         deadline = time.monotonic() + timeout_s  # one wait in all, for the lock file and the database
-        with sqlite_file_lock(uri, timeout_s):  # the first request creates and migrates a fresh database
+        with sqlite_file_lock(uri, timeout_s):  # one process at a time creates a fresh database
+            if uri.startswith("sqlite:///"):
+                create_whole(Path(uri[len("sqlite:///") :]))
             return retry_locked(connect, within_s=max(deadline - time.monotonic(), 0.0))
     except ConfigError:
         raise
@@ -133,7 +136,8 @@ def open_experiment(uri: str, experiment: str, timeout_s: float):
     except Exception as error:  # noqa: BLE001 - MLflow and SQLAlchemy raise many kinds for a bad store
         if found := refusal(error, ("tracking.uri", uri), ("tracking.experiment", experiment), "EDIT"):
             raise found from None
-        reason = " ".join(str(error).split())[:300]
+        # SQLAlchemy wraps the database's own words ("database or disk is full") in its SQL and a link.
+        reason = " ".join(str(getattr(error, "orig", None) or error).split())[:300]
         raise ConfigError("tracking.uri", uri, f"an MLflow store that opens ({reason})") from None
 
 
