@@ -7,8 +7,13 @@ build failure. A narrower build is never silent: the run logs it with the variab
 
 from __future__ import annotations
 
+import os
 import platform
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -85,3 +90,26 @@ def test_a_benchmark_header_names_what_narrows_the_contenders(monkeypatch):
     monkeypatch.setenv(target.MARCH_ENV, "x86-64-v3")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert cpu.describe() == f"{plain}; capped by {target.MARCH_ENV}=x86-64-v3 ONEDNN_MAX_CPU_ISA=AVX2"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("g++") is None
+                    or not {"avx512f", "avx2", "fma"} <= cpu.flags(),
+                    reason="needs g++ and an x86-64 CPU with AVX-512 (to run its AVX2 build beside it)")
+def test_the_avx2_build_passes_the_numeric_checks_the_widest_build_passes(tmp_path):
+    """The AVX2 build has its own tile (2 rows, not 4): every forward case against the float64
+    reference and every gradient against TensorFlow's and finite differences, run on that build.
+    One process loads one build (TensorFlow registers an op's name once), hence a pytest of its own."""
+    tests = Path(__file__).parent
+    checks = ["test_matches_float64_reference", "test_gradients_match"]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), target.MARCH_ENV: "x86-64-v3",
+           cache.DISABLE_ENV: ""}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(tests / "test_native.py"), str(tests / "test_native_training.py"),
+                           "-k", " or ".join(checks)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=1800, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    passed = re.search(r"(\d+) passed", proc.stdout)
+    assert passed and int(passed.group(1)) >= 10, proc.stdout[-2000:]
+    (record,) = (tmp_path / "cache").glob(f"lstm_exp/native/*/{cache.RECORD}")
+    assert "-march=x86-64-v3" in record.read_text()  # they ran on the AVX2 build

@@ -3,9 +3,9 @@
 Forward-training is the forward op (`LstmExpNativeLayer`) asked for its gates; the backward is one
 op (`LstmExpNativeLayerGrad`) for the whole recurrence back through time, which returns the
 pre-activation gradients dz of every step. What does not recur is left to TensorFlow's MatMul as
-four batched products over all steps at once:
+batched products over all steps at once:
 
-    dx = dz W^T,   dW = x^T dz,   dR = h_prev^T dz,   db = sum over rows and steps of dz
+    dx = dz W^T,   [dW; dR] = [x, h_prev]^T dz,   db = sum over rows and steps of dz
 
 (h_prev: h0, then the layer's own sequence shifted by one step). The gradient is attached with
 ``tf.custom_gradient`` to a function of the keras-layout weights, which are packed into the op's
@@ -92,9 +92,14 @@ def lstm_layer(op, width: int, x, kernel, recurrent, bias, h0, c0, lengths, max_
             h_prev = tf.concat([h0[:, None], seq[:, :-1]], axis=1)
             d_x = (tf.reshape(tf.matmul(flat, kernel, transpose_b=True), [batch, steps, -1])
                    if input_gradient else tf.zeros_like(x))
-            d_kernel = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), flat, transpose_a=True)
-            d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), flat, transpose_a=True)
-            return d_x, d_kernel, d_recurrent, tf.reduce_sum(flat, axis=0), d_h0, d_c0
+            # dW and dR as one product of [x, h_prev]: oneDNN's AVX2 GEMM ran xᵀ dz and h_prevᵀ dz
+            # (256 rows each) at 43 GFLOP/s and the joined one (512 rows) at 98 (AMD EPYC, Zen 4,
+            # capped to AVX2); with AVX-512 both ran at ~100. The copy costs ~1 ms.
+            features = x.shape[-1]
+            inputs = tf.concat([tf.reshape(x, [-1, features]), tf.reshape(h_prev, [-1, units])], 1)
+            d_weights = tf.matmul(inputs, flat, transpose_a=True)  # (F + H, 4H)
+            return (d_x, d_weights[:features], d_weights[features:], tf.reduce_sum(flat, axis=0),
+                    d_h0, d_c0)
 
         return (seq, h, c), grad
 
