@@ -29,6 +29,9 @@ class LstmExpSearchSweeper(Sweeper):
     def __init__(self, n_trials: int = 20, n_workers: int = 1, sampler: str = "tpe", pruner: str = "median",
                  seed: int | None = None, study_name: str | None = None, storage: str | None = None,
                  params: Mapping[str, str] | None = None) -> None:
+        # Hydra passes the options here unchecked; they are read again from the composed config's
+        # `hydra.sweeper` and checked once, at the edge (`config/search_settings.py`), so that a bad
+        # value ends the search with one line instead of a traceback from this constructor.
         self.params = params or {}
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
