@@ -20,7 +20,7 @@ import pytest
 from background_cli import finish, start_cli, statuses, wait_running
 from faults import RELEASE_FILE, fault_overrides
 from mlflow.tracking import MlflowClient
-from processes import Process, with_environment
+from processes import Process, ignores, with_environment
 
 from lstm_exp.jobs.sweep import ORPHAN_REASON
 
@@ -67,6 +67,10 @@ def test_sigterm_stops_every_job_and_their_runs_stay_killed(tmp_path, launcher, 
     assert statuses(db) == ["KILLED"] * runs  # no job came back to end its run otherwise
     assert jobs_left == [], "job processes outlived their sweep"
     assert left == [], "processes the sweep started are still running"
+
+
+def _deaf_jobs(mark: str) -> list[Process]:
+    return [p for p in _job_processes(mark) if ignores(p.pid, signal.SIGTERM)]
 
 
 def _job_processes(mark: str) -> list[Process]:
@@ -146,6 +150,10 @@ def test_a_job_deaf_to_sigterm_is_killed_and_its_run_ended_killed_by_the_parent(
     try:
         wait_running(proc, db, 3, timeout=240)
         assert proc.poll() is None and statuses(db).count("RUNNING") == 3, "the jobs never all started"
+        deadline = time.monotonic() + 240  # job 0 is deaf once it ignores SIGTERM, at its pause
+        while not _deaf_jobs(mark) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None and len(_deaf_jobs(mark)) == 1, "job 0 never reached its deaf pause"
         os.kill(proc.pid, signal.SIGTERM)
         stdout, stderr = finish(proc, tmp_path, timeout=180)
         jobs_left = [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
