@@ -85,14 +85,24 @@ def holding_open(path: Path) -> list[int]:
     return found
 
 
-def ignores(pid: int, signum: int) -> bool:
-    """Whether process `pid` ignores signal `signum` (SIG_IGN, its SigIgn mask; False once it is gone)."""
+def _in_mask(pid: int, field: str, signum: int) -> bool:
+    """Whether `signum` is in the signal mask `field` of /proc/PID/status (False once `pid` is gone)."""
     try:
         lines = (PROC / str(pid) / "status").read_text().splitlines()
     except OSError:
         return False
-    mask = next((int(line.split()[1], 16) for line in lines if line.startswith("SigIgn:")), 0)
+    mask = next((int(line.split()[1], 16) for line in lines if line.startswith(f"{field}:")), 0)
     return bool(mask >> (signum - 1) & 1)
+
+
+def ignores(pid: int, signum: int) -> bool:
+    """Whether process `pid` ignores signal `signum` (SIG_IGN)."""
+    return _in_mask(pid, "SigIgn", signum)
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for signal `signum` (in Python: any handler set by a module)."""
+    return _in_mask(pid, "SigCgt", signum)
 
 
 def wait_channel(tid: int) -> str:
