@@ -37,18 +37,19 @@ def _wait_gone(mark: str, timeout_s: float) -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["sigint-default", "sigint-ignored"])
 @pytest.mark.parametrize("launcher", [
     pytest.param(("hydra/launcher=submitit_local",), id="submitit_local"),
     pytest.param(("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), id="joblib"),
 ])
-def test_sigterm_stops_a_two_worker_search(tmp_path, launcher):
+def test_sigterm_stops_a_two_worker_search(tmp_path, launcher, sigint):
     value = uuid.uuid4().hex
     mark = f"{MARK}={value}"
     db = tmp_path / "mlflow.db"
     proc = start_cli("-m", "hydra/sweeper=search", *launcher, *TINY,
                      "hydra.sweeper.n_workers=2", "hydra.sweeper.n_trials=4", "hydra.sweeper.seed=0",
                      "task.learning_rate=0.05,0.01", *fault_overrides(pause=[0]),
-                     f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path, env={MARK: value})
+                     f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path, env={MARK: value}, sigint=sigint)
     try:
         wait_running(proc, db, 3, timeout=START_TIMEOUT_S)  # the parent and both trials' runs
         assert proc.poll() is None and statuses(db).count("RUNNING") == 3, "the trials never both started"
