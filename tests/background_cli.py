@@ -19,13 +19,20 @@ def statuses(db) -> list[str]:
         return [status for (status,) in con.execute("SELECT status FROM runs")]
 
 
-def start_cli(*args: str, cwd, env: dict | None = None) -> subprocess.Popen:
-    """The CLI in the background, in its own process group; output to files (a full pipe would block)."""
+def start_cli(*args: str, cwd, env: dict | None = None, sigint=signal.SIG_DFL) -> subprocess.Popen:
+    """The CLI in the background, in its own process group; output to files (a full pipe would block).
+
+    `sigint`: SIGINT's disposition in the CLI's process (and, inherited, in all it starts): Ctrl-C's
+    default whatever this test process was started with (a suite launched with SIGINT ignored hands
+    SIG_IGN on, and Python then installs no KeyboardInterrupt handler), or `signal.SIG_IGN` to start it
+    as `nohup`, `setsid ... &` from a script, cron or a CI runner would.
+    """
     env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
     env = on_python_path(env)  # its jobs can import `faults`
     with (cwd / "stdout.txt").open("w") as out, (cwd / "stderr.txt").open("w") as err:
         return subprocess.Popen([sys.executable, "-m", "lstm_exp.run", *args], cwd=cwd, env=env,
-                                stdout=out, stderr=err, start_new_session=True)
+                                stdout=out, stderr=err, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 
 def wait_running(proc: subprocess.Popen, db, count: int, timeout: float = 120) -> None:

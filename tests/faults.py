@@ -7,6 +7,7 @@ before the task, under every launcher. A job whose `seed` is chosen gets, for it
 wrapped `lstm_exp.compute.runner.execute` (jobs/job.py imports it at call time):
 - pause: after the forward pass and its reference check, the job waits, its MLflow run open, until
   `RELEASE_FILE` appears in the launch directory (at most `RELEASE_WAIT_S`, then it fails);
+- deaf: as pause, with SIGTERM ignored while it waits (a job stuck where no signal handler runs);
 - forward: after the forward pass, the job raises ("fault injected ...");
 - kill: once the training's checkpoint after `kill_after_epochs` epochs is in its run, the job's
   process sends itself `kill_signal` (SIGKILL by default: a kill that nothing can catch);
@@ -38,12 +39,13 @@ POLL_S = 0.1
 
 def fault_overrides(pause: Iterable[int] = (), forward: Iterable[int] = (), kill: Iterable[int] = (),
                     kill_after_epochs: int = 1, kill_signal: int = signal.SIGKILL,
-                    stall: Iterable[int] = (), nan: Iterable[int] = ()) -> tuple[str, ...]:
+                    stall: Iterable[int] = (), nan: Iterable[int] = (),
+                    deaf: Iterable[int] = ()) -> tuple[str, ...]:
     """The CLI overrides that make the jobs of these seeds pause or fail after the forward pass, see
     a NaN val_loss, or kill themselves (or stall, in a Slurm job's first attempt) after a training
     checkpoint."""
     listed = {"pause_seeds": list(pause), "forward_seeds": list(forward), "kill_seeds": list(kill),
-              "stall_seeds": list(stall), "nan_seeds": list(nan)}
+              "stall_seeds": list(stall), "nan_seeds": list(nan), "deaf_seeds": list(deaf)}
     kills = (f"+hydra.callbacks.fault.kill_after_epochs={kill_after_epochs}",
              f"+hydra.callbacks.fault.kill_signal={int(kill_signal)}") if kill or stall else ()
     return ("+hydra.callbacks.fault._target_=faults.Fault",
@@ -65,17 +67,19 @@ class Fault(Callback):
             directory (`hydra.runtime.cwd`).
         forward_seeds: seeds whose jobs raise a RuntimeError after the forward pass.
         nan_seeds: seeds whose jobs' per-epoch callback receives val_loss NaN.
+        deaf_seeds: as `pause_seeds`, with SIGTERM ignored while they wait.
     """
 
     def __init__(self, pause_seeds: Iterable[int] = (), forward_seeds: Iterable[int] = (),
                  kill_seeds: Iterable[int] = (), kill_after_epochs: int = 1,
                  kill_signal: int = signal.SIGKILL, stall_seeds: Iterable[int] = (),
-                 nan_seeds: Iterable[int] = ()) -> None:
+                 nan_seeds: Iterable[int] = (), deaf_seeds: Iterable[int] = ()) -> None:
         self.pause_seeds = frozenset(pause_seeds)
         self.forward_seeds = frozenset(forward_seeds)
         self.kill_seeds = frozenset(kill_seeds)
         self.stall_seeds = frozenset(stall_seeds)
         self.nan_seeds = frozenset(nan_seeds)
+        self.deaf_seeds = frozenset(deaf_seeds)
         self.kill_after_epochs, self.kill_signal = kill_after_epochs, kill_signal
         self._execute = None  # lstm_exp's own `execute` while a job runs with it wrapped
 
@@ -87,8 +91,8 @@ class Fault(Callback):
             release = Path(config.hydra.runtime.cwd) / RELEASE_FILE
             self._kill_after_checkpoint(runner, release if config.seed in self.stall_seeds else None)
         pause, forward = config.seed in self.pause_seeds, config.seed in self.forward_seeds
-        nan = config.seed in self.nan_seeds
-        if not (pause or forward or nan):
+        nan, deaf = config.seed in self.nan_seeds, config.seed in self.deaf_seeds
+        if not (pause or forward or nan or deaf):
             return
         execute, release = runner.execute, Path(config.hydra.runtime.cwd) / RELEASE_FILE
         reason = f"fault injected after the forward pass (faults.Fault, seed {config.seed})"
@@ -100,6 +104,10 @@ class Fault(Callback):
             result = execute(*args, **options)  # the forward pass and its reference check
             if pause:
                 _wait_for(release)
+            if deaf:
+                heard = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                _wait_for(release)
+                signal.signal(signal.SIGTERM, heard)
             if forward:
                 raise RuntimeError(reason)
             return result

@@ -1,5 +1,6 @@
 """The one reader of /proc in the tests: live processes by environment mark, command line, parent or
-process group, the processes that hold a file open, and what a thread of this process waits in.
+process group, the processes that hold a file open, the signals a process ignores, and what a thread
+of this process waits in.
 
 Zombies are left out everywhere: they have exited, only their parent's wait is missing. The calling
 process is left out too, so that a test can look for what it started.
@@ -82,6 +83,26 @@ def holding_open(path: Path) -> list[int]:
             if any(os.readlink(fd) == str(path) for fd in (entry / "fd").iterdir()):
                 found.append(int(entry.name))
     return found
+
+
+def _in_mask(pid: int, field: str, signum: int) -> bool:
+    """Whether `signum` is in the signal mask `field` of /proc/PID/status (False once `pid` is gone)."""
+    try:
+        lines = (PROC / str(pid) / "status").read_text().splitlines()
+    except OSError:
+        return False
+    mask = next((int(line.split()[1], 16) for line in lines if line.startswith(f"{field}:")), 0)
+    return bool(mask >> (signum - 1) & 1)
+
+
+def ignores(pid: int, signum: int) -> bool:
+    """Whether process `pid` ignores signal `signum` (SIG_IGN)."""
+    return _in_mask(pid, "SigIgn", signum)
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler for signal `signum` (in Python: any handler set by a module)."""
+    return _in_mask(pid, "SigCgt", signum)
 
 
 def wait_channel(tid: int) -> str:

@@ -80,7 +80,8 @@ def test_silent_server_is_given_up_after_timeout_s(tmp_path):
 ])
 def test_ctrl_c_ends_every_run_killed(tmp_path, sweep):
     # The pause fault holds each job with its run open (no release file is ever written), so the
-    # interrupt surely comes while the runs are RUNNING, however fast the machine computes.
+    # interrupt surely comes while the runs are RUNNING, however fast the machine computes. start_cli
+    # gives the CLI Ctrl-C's default even if this suite was launched with SIGINT ignored.
     proc = start_cli(*sweep, "model=stacked", *fault_overrides(pause=[0, 1]),
                      f"hydra.sweep.dir={tmp_path / 's'}", cwd=tmp_path)
     runs = 3 if sweep else 1  # a sweep's parent and its two jobs

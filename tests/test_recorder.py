@@ -152,6 +152,9 @@ def test_ctrl_c_while_the_recorder_answers_the_open_ends_the_new_run_killed(tmp_
 
     interrupter = threading.Thread(target=interrupt_the_wait)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # Ctrl-C's own handler, even in a suite launched with SIGINT ignored (nohup, CI), where Python
+    # installs none and the SIGINT below would be lost.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         interrupter.start()
         with pytest.raises(KeyboardInterrupt):
@@ -161,5 +164,6 @@ def test_ctrl_c_while_the_recorder_answers_the_open_ends_the_new_run_killed(tmp_
         os.kill(recorder.process.pid, signal.SIGCONT)
         recorder.close()
         recorder.process.wait(timeout=60)
+        signal.signal(signal.SIGINT, previous)
     assert statuses(tmp_path / "mlflow.db") == ["KILLED"]
     assert _error_tag(tmp_path / "mlflow.db") == "interrupted (Ctrl-C)"

@@ -32,6 +32,7 @@ from lstm_exp.config.schema import register
 from lstm_exp.config.store_checks import check_no_password
 from lstm_exp.jobs import handover
 from lstm_exp.jobs.job import run_job
+from lstm_exp.jobs.orphan_watch import watched_job
 from lstm_exp.jobs.outcome import RecordedFailure, failure_outcome
 from lstm_exp.jobs.output_dirs import output_dir_error
 from lstm_exp.jobs.sweep import PARENT_ENV, SIZE_ENV
@@ -70,7 +71,8 @@ def _hydra_task(cfg: DictConfig):
     # In a sweep one job's failure must not stop the others: its outcome goes back to the sweeper.
     start = time.perf_counter()
     try:
-        outcome = run_job(cfg, overrides, _sweep_store(), os.environ.get(PARENT_ENV) or None, launch_dir)
+        with watched_job():  # a joblib worker whose sweep was killed stops its job and exits
+            outcome = run_job(cfg, overrides, _sweep_store(), os.environ.get(PARENT_ENV) or None, launch_dir)
     except Exception as error:  # noqa: BLE001 - reported per job, summed up at the sweep's end
         outcome = failure_outcome(error, time.perf_counter() - start)
         print(f"error: job {hydra_cfg.job.num} ({' '.join(overrides)}): {outcome.error}", file=sys.stderr)

@@ -40,8 +40,8 @@ from lstm_exp.jobs.sweep_grid import params_overrides
 from lstm_exp.jobs.text import trial_line
 from lstm_exp.record.run_record import repeats_ignored
 
-# Bounds the launches' own bounded stops: submitit_local's SIGTERM grace and cancel (30 + 30 s), Slurm's
-# scancel and its wait until squeue lists none of the jobs (180 s), with their commands' timeouts.
+# Bounds the launches' own bounded stops: submitit_local's SIGTERM grace, cancel and kill (30 + 30 + 30 s),
+# Slurm's scancel and its wait until squeue lists none of the jobs (180 s), with their commands' timeouts.
 WORKERS_STOP_TIMEOUT_S = 300
 
 
