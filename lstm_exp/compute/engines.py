@@ -44,6 +44,8 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     `resolve_engine`. (`experiment.parse` refused `fused` and `native` for the models they do not
     compute.)
     """
+    if spec.implementation == "native" and not spec.plain_lstm_stack:
+        return "keras"  # a GRU stack: `native` trains it (`training_engine.py`); its forward is stock
     if spec.implementation != "auto":
         return spec.implementation
     return "auto" if spec.plain_lstm_stack else "keras"
