@@ -16,8 +16,9 @@ def test_auto_is_measured_for_plain_lstm_stacks_at_every_size():
     spec = ModelSpec("lstm", (4, 5))
     assert choose_engine(spec, (2, 3, 6)) == "auto"  # measured where the engine is built
     assert choose_engine(spec, (10_000, 100, 6)) == "auto"
-    for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True),
-                        ModelSpec("lstm", (4,), peepholes=True)):
+    assert choose_engine(ModelSpec("gru", (4, 5)), (2, 3, 6)) == "auto"  # native or keras, measured
+    for unsupported in (ModelSpec("gru", (4,), bidirectional=True), ModelSpec("simple_rnn", (4,)),
+                        ModelSpec("lstm", (4,), bidirectional=True), ModelSpec("lstm", (4,), peepholes=True)):
         assert choose_engine(unsupported, (10_000, 100, 6)) == "keras"
 
 

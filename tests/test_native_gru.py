@@ -204,3 +204,63 @@ def test_a_gru_run_records_the_native_training_engine_in_its_tag(native, tmp_pat
                  "task.train_size=64", "task.val_size=16", "task.timesteps=8")
     tags = MlflowClient(run.uri).get_run(run.run_id).data.tags
     assert f"training: native ({native.build.isa}) (model.implementation=native)" in tags["lstm_exp.engine"]
+
+
+# The forward engine: `NativeGRUStack`, and `native` / `auto` for GRU runs.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("units", [(37, 70), (16,)])
+def test_native_gru_stack_matches_the_float64_reference(native, units):
+    import tensorflow as tf
+
+    from lstm_exp.compute.native.gru_engine import NativeGRUStack
+
+    spec = ModelSpec("gru", units)
+    weights = initial_weights(spec, 9, 4)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((33, 6, 9)).astype(np.float32)
+    lengths = rng.integers(1, 7, 33).astype(np.int32)
+    state = {f"layer_{k}/h": rng.uniform(-1, 1, (33, u)).astype(np.float32) for k, u in enumerate(units)}
+    want = reference_forward(spec, weights, x, lengths, state)
+    stack = NativeGRUStack(weights)
+    fn = tf.function(stack.__call__)
+    for got in (stack(x, lengths, state), fn(x, lengths, state)):
+        assert set(got) == {k for k in want if k.startswith("layer_")}
+        for key, value in got.items():
+            assert np.abs(value.numpy() - want[key]).max() <= ATOL_FORWARD, key
+    single = NativeGRUStack(weights, max_threads=1)(x, lengths, state)
+    for key, value in stack(x, lengths, state).items():
+        assert value.numpy().tobytes() == single[key].numpy().tobytes(), key
+
+
+@pytest.mark.slow
+def test_a_gru_run_with_native_runs_its_forward_on_the_op_too(native):
+    import lstm_exp
+    from lstm_exp.config.experiment import parse
+    from lstm_exp.record.artifacts import description_tags
+
+    cfg = lstm_exp.compose("tracking.enabled=false", "model=gru", "model.implementation=native",
+                           "input.lengths=[3,2]")
+    result = lstm_exp.execute(cfg)
+    label = f"native ({native.build.isa})"
+    assert result.engine == "native" and description_tags(parse(cfg), result)["lstm_exp.engine"] == label
+    assert result.reference_max_abs_err <= ATOL_FORWARD
+    stock = lstm_exp.execute(lstm_exp.compose("tracking.enabled=false", "model=gru",
+                                              "model.implementation=keras", "input.lengths=[3,2]"))
+    assert result.arrays.keys() == stock.arrays.keys()
+    for key, value in stock.arrays.items():
+        np.testing.assert_allclose(result.arrays[key], value, rtol=0, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.slow
+def test_a_gru_forward_falls_back_to_stock_keras_with_one_line_naming_why(monkeypatch, caplog):
+    import lstm_exp
+
+    monkeypatch.setenv("LSTM_EXP_NATIVE_DISABLE", "1")
+    with caplog.at_level(logging.WARNING, logger="lstm_exp"):
+        result = lstm_exp.execute(lstm_exp.compose("tracking.enabled=false", "model=gru",
+                                                   "model.implementation=native"))
+    assert result.engine == "keras" and result.reference_max_abs_err <= ATOL_FORWARD
+    lines = [r.getMessage() for r in caplog.records if "native GRU engine" in r.getMessage()]
+    assert len(lines) == 1 and "running keras instead" in lines[0]
