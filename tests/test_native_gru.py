@@ -13,6 +13,7 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from recorded_run import record
@@ -199,11 +200,14 @@ def test_gru_auto_keeps_its_own_measured_choice_apart_from_lstms(native):
 
 
 @pytest.mark.slow
-def test_a_gru_run_records_the_native_training_engine_in_its_tag(native, tmp_path):
+def test_a_gru_run_records_the_native_training_engine_and_reruns_bit_for_bit(native, tmp_path):
     run = record(tmp_path, "model=gru", "task=adding", "model.implementation=native", "task.epochs=1",
                  "task.train_size=64", "task.val_size=16", "task.timesteps=8")
     tags = MlflowClient(run.uri).get_run(run.run_id).data.tags
     assert f"training: native ({native.build.isa}) (model.implementation=native)" in tags["lstm_exp.engine"]
+    proc = run_cli(run.run_id, module="lstm_exp.rerun", cwd=tmp_path)  # trains again, compares every array
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "weights:layer_0/kernel" in proc.stdout and "identical" in proc.stdout
 
 
 # The forward engine: `NativeGRUStack`, and `native` / `auto` for GRU runs.
