@@ -2,9 +2,9 @@
 GRU stacks with them.
 
 Tolerances (as for the LSTM op, `test_native_training.py`):
-- forward: 1e-6 absolute against the float64 reference;
+- forward: 1e-6 absolute against the float64 reference (observed 6e-8 to 3.3e-7);
 - gradients against TensorFlow's own gradient of the stock `keras.layers.GRU` (float32 both sides):
-  1e-4 relative to the largest magnitude of each gradient;
+  1e-4 relative to the largest magnitude of each gradient (observed 6e-8 to 6.2e-7);
 - gradients against central finite differences of the float64 reference (step 1e-6) on a tiny
   case: 1e-4 relative likewise.
 """
