@@ -14,6 +14,10 @@ alike. Medians are reported with each one's time over
 PyTorch's, and the CPU is named.
 
     .venv/bin/python scripts/bench_train_step.py [--cell gru] [--smoke] [--rounds N] [--json out.json]
+
+With `--cell gru` on few cores, run it with OMP_WAIT_POLICY=PASSIVE: PyTorch's GRU runs OpenMP
+regions per step and its idle threads otherwise spin on the cores TensorFlow's pool needs next
+(README, "Training GRU stacks with the native op").
 """
 
 import argparse
