@@ -67,7 +67,7 @@ def tf_contender(cell: str, engine: str, weights: dict, readout_weights, units: 
     return lambda: float(step(x, y))
 
 
-def _torch_gru_order(a):
+def torch_gru_order(a):
     """Keras' GRU gate order z, r, h on the last axis -> PyTorch's r, z, n (both reset_after)."""
     import numpy as np
 
@@ -84,7 +84,7 @@ def torch_contender(cell: str, weights: dict, readout_weights, units: list, x, y
     for k, u in enumerate(units):
         kernel, recurrent, bias = (weights[f"layer_{k}/{p}"] for p in ("kernel", "recurrent_kernel", "bias"))
         if cell == "gru":  # bias (2, 3H): the input projection's, then the recurrent product's
-            kernel, recurrent, bias = (_torch_gru_order(a) for a in (kernel, recurrent, bias))
+            kernel, recurrent, bias = (torch_gru_order(a) for a in (kernel, recurrent, bias))
             bias_ih, bias_hh = bias
         else:
             bias_ih, bias_hh = bias, np.zeros_like(bias)

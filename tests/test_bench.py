@@ -68,3 +68,14 @@ def test_training_epoch_bench_trains_the_same_model_in_pytorch(tmp_path):
     losses = results["last_losses"]
     for name in ("keras", "native", "auto"):  # five epochs of Adam in float32: observed ~1e-4 relative
         assert losses[name] == pytest.approx(losses["torch"], rel=1e-3), name
+
+
+@pytest.mark.slow
+def test_gru_forward_bench_smoke_names_the_cpu_and_every_contender(tmp_path):
+    """Its contenders' outputs agreeing with stock Keras' (1e-5) is checked by the script itself,
+    before it times: it exits non-zero otherwise."""
+    proc, results = _smoke("bench_forward_gru.py", tmp_path)
+    assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout
+    row = results["smoke"]
+    assert {"keras", "native", "torch"} <= set(row["median_ms"]) == set(row["cpu_ms"])
+    assert all(_number(v) for part in ("median_ms", "cpu_ms", "vs_torch") for v in row[part].values())
