@@ -16,11 +16,11 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _smoke(script: str, tmp_path) -> tuple[subprocess.CompletedProcess, dict]:
-    """Runs `scripts/<script> --smoke`; its output and the JSON it wrote, once it exited 0."""
+def _smoke(script: str, tmp_path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Runs `scripts/<script> --smoke extra`; its output and the JSON it wrote, once it exited 0."""
     out = tmp_path / f"{script}.json"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--smoke", "--json", str(out)],
-                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--smoke", *extra,
+                           "--json", str(out)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, json.loads(out.read_text())
 
@@ -44,9 +44,13 @@ def test_bench_smoke_writes_its_json(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_step_bench_smoke_names_the_cpu_and_every_contender(tmp_path):
-    proc, results = _smoke("bench_train_step.py", tmp_path)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_step_bench_smoke_names_the_cpu_and_every_contender(tmp_path, cell):
+    """Its first losses agreeing with PyTorch's (1e-4 relative) is checked by the script itself,
+    before it times: it exits non-zero otherwise."""
+    proc, results = _smoke("bench_train_step.py", tmp_path, "--cell", cell)
     assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout
+    assert results["cell"] == cell
     row = results["smoke"]
     assert {"keras", "native", "torch"} <= set(row["median_ms"]) == set(row["cpu_ms"])
     assert all(_number(v) for part in ("median_ms", "cpu_ms", "vs_torch") for v in row[part].values())
@@ -64,3 +68,14 @@ def test_training_epoch_bench_trains_the_same_model_in_pytorch(tmp_path):
     losses = results["last_losses"]
     for name in ("keras", "native", "auto"):  # five epochs of Adam in float32: observed ~1e-4 relative
         assert losses[name] == pytest.approx(losses["torch"], rel=1e-3), name
+
+
+@pytest.mark.slow
+def test_gru_forward_bench_smoke_names_the_cpu_and_every_contender(tmp_path):
+    """Its contenders' outputs agreeing with stock Keras' (1e-5) is checked by the script itself,
+    before it times: it exits non-zero otherwise."""
+    proc, results = _smoke("bench_forward_gru.py", tmp_path)
+    assert results["cpu"] == cpu.describe() and f"CPU: {cpu.describe()}" in proc.stdout
+    row = results["smoke"]
+    assert {"keras", "native", "torch"} <= set(row["median_ms"]) == set(row["cpu_ms"])
+    assert all(_number(v) for part in ("median_ms", "cpu_ms", "vs_torch") for v in row[part].values())

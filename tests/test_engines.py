@@ -16,16 +16,26 @@ def test_auto_is_measured_for_plain_lstm_stacks_at_every_size():
     spec = ModelSpec("lstm", (4, 5))
     assert choose_engine(spec, (2, 3, 6)) == "auto"  # measured where the engine is built
     assert choose_engine(spec, (10_000, 100, 6)) == "auto"
-    for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True),
-                        ModelSpec("lstm", (4,), peepholes=True)):
+    assert choose_engine(ModelSpec("gru", (4, 5)), (2, 3, 6)) == "auto"  # native or keras, measured
+    for unsupported in (ModelSpec("gru", (4,), bidirectional=True), ModelSpec("simple_rnn", (4,)),
+                        ModelSpec("lstm", (4,), bidirectional=True), ModelSpec("lstm", (4,), peepholes=True)):
         assert choose_engine(unsupported, (10_000, 100, 6)) == "keras"
 
 
-@pytest.mark.parametrize("engine", ["fused", "native"])
-@pytest.mark.parametrize("model", ["model.bidirectional=true", "model.peepholes=true", "model.cell=gru"])
+@pytest.mark.parametrize(("engine", "model"), [
+    *((e, m) for e in ("fused", "native") for m in ("model.bidirectional=true", "model.peepholes=true",
+                                                     "model.cell=simple_rnn")),
+    ("fused", "model.cell=gru"),
+    ("native", "model=gru model.bidirectional=true"),
+])
 def test_fused_and_native_are_refused_for_models_they_do_not_compute(engine, model):
     with pytest.raises(ConfigError, match="model.implementation"):
-        lstm_exp.parse(compose(model, f"model.implementation={engine}"))
+        lstm_exp.parse(compose(*model.split(), f"model.implementation={engine}"))
+
+
+def test_native_takes_plain_gru_stacks():
+    spec = lstm_exp.parse(compose("model=gru", "model.implementation=native")).model
+    assert (spec.cell, spec.implementation) == ("gru", "native")
 
 
 @pytest.mark.slow

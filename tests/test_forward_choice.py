@@ -53,15 +53,19 @@ def test_a_single_pass_times_fused_only_where_native_cannot_run(monkeypatch):
         pytest.skip("the native op cannot be built here")
     assert candidate_engines(spec, 0) == (("native", "keras"), "")  # fused's trace would cost the pass
     assert candidate_engines(spec, 5) == (("native", "fused", "keras"), "")
-    assert candidate_engines(ModelSpec("gru", (4,)), 5) == (("keras",), "")
+    assert candidate_engines(ModelSpec("gru", (4,)), 5) == (("native", "keras"), "")  # fused: LSTM only
+    assert candidate_engines(ModelSpec("simple_rnn", (4,)), 5) == (("keras",), "")
     monkeypatch.setenv(DISABLE_ENV, "1")
     engines, why = candidate_engines(spec, 0)
     assert engines == ("fused", "keras") and DISABLE_ENV in why
+    engines, why = candidate_engines(ModelSpec("gru", (4,)), 0)
+    assert engines == ("keras",) and DISABLE_ENV in why
 
 
 def test_auto_stays_auto_until_the_engine_is_built():
     assert choose_engine(ModelSpec("lstm", (4, 5)), (2, 3, 6)) == "auto"  # measured in build_forward
-    for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True),
+    assert choose_engine(ModelSpec("gru", (4, 5)), (2, 3, 6)) == "auto"
+    for unsupported in (ModelSpec("simple_rnn", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True),
                         ModelSpec("lstm", (4,), peepholes=True)):
         assert choose_engine(unsupported, (2, 3, 6)) == "keras"  # the one engine that computes it
     assert [forward_mode(n) for n in (0, 1, 4, 5, 50)] == [

@@ -159,7 +159,8 @@ def test_through_the_config(native):
 def test_auto_measures_native_for_every_model_it_computes():
     for shape in ((2, 3, 6), (64, 256, 128)):
         assert choose_engine(ModelSpec("lstm", (4, 5)), shape) == "auto"  # native among the candidates
-    for unsupported in (ModelSpec("gru", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True)):
+        assert choose_engine(ModelSpec("gru", (4, 5)), shape) == "auto"  # the native GRU op too
+    for unsupported in (ModelSpec("simple_rnn", (4, 5)), ModelSpec("lstm", (4,), bidirectional=True)):
         assert choose_engine(unsupported, (64, 256, 128)) == "keras"
 
 

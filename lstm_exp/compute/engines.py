@@ -12,6 +12,7 @@
 `auto` is measured on first use per CPU and shape class (`forward_choice.py`), not decided here.
 """
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -40,18 +41,19 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     its static row split lost to TF's pools (81 ms vs fused 61-68 at (32,128,64) [256,256]). On
     the AMD EPYC (Zen 4, AVX-512) of the README's training figures, at load 4-7, the measurement
     gave the tutorial's first call native 33-75 ms, eager Keras 313-620 ms, the fused trace 4.6 s.
-    Every other model has one engine, `keras`. `native` may still fall back when it runs: see
+    Plain GRU stacks are measured too (`native` against `keras`: `fused` is LSTM only). Every other
+    model has one engine, `keras`. `native` may still fall back when it runs: see
     `resolve_engine`. (`experiment.parse` refused `fused` and `native` for the models they do not
     compute.)
     """
     if spec.implementation != "auto":
         return spec.implementation
-    return "auto" if spec.plain_lstm_stack else "keras"
+    return "auto" if spec.plain_lstm_stack or spec.plain_gru_stack else "keras"
 
 
 def resolve_engine(engine: str, spec: ModelSpec) -> str:
-    """The engine that will actually run: `native` where its op builds and loads, else `fused`,
-    with one warning naming the reason. Every other engine is returned unchanged.
+    """The engine that will actually run: `native` where its op builds and loads, else `fused` (a
+    GRU stack: `keras`), with one warning naming the reason. Every other engine is returned unchanged.
     """
     if engine != "native":
         return engine
@@ -62,8 +64,9 @@ def resolve_engine(engine: str, spec: ModelSpec) -> str:
         load()
         return "native"
     except NativeBuildError as err:
-        log.warning("native LSTM engine unavailable, running fused instead: %s", err)
-        return "fused"
+        fallback = "fused" if spec.plain_lstm_stack else "keras"
+        log.warning("native %s engine unavailable, running %s instead: %s", spec.cell.upper(), fallback, err)
+        return fallback
 
 
 def engine_build(engine: str) -> str:
@@ -107,13 +110,19 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int) -> tu
         return engine, run_fused
     if engine == "native":
         from lstm_exp.compute.native.engine import NativeLSTMStack
+        from lstm_exp.compute.native.gru_engine import NativeGRUStack
 
-        native = NativeLSTMStack(weights)
-        call = tf.function(native.__call__) if timed else native.__call__
+        if spec.cell == "gru":  # no gates to return: a GRU has no gate arrays
+            native = NativeGRUStack(weights)
+            call = tf.function(native.__call__) if timed else native.__call__
+        else:
+            lstm = NativeLSTMStack(weights)
+            call = tf.function(lstm.__call__) if timed else lstm.__call__
+            call = functools.partial(call, return_gates=True)
         last = names.array_name(len(spec.units) - 1, names.SEQUENCE)
 
         def run_native():
-            arrays = call(x, lengths, state, True)
+            arrays = call(x, lengths, state)
             return {**arrays, names.OUTPUT: arrays[last]}
 
         return engine, run_native

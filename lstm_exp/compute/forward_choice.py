@@ -50,7 +50,7 @@ def forward_mode(timed: int) -> str:
 def candidate_engines(spec: ModelSpec, timed: int) -> tuple[tuple[str, ...], str]:
     """The engines `auto` times for `spec` and a run of `timed` timed passes, the baseline last; and
     why native is missing ("" when it is there). Loads (or builds) the native op."""
-    if not spec.plain_lstm_stack:
+    if not (spec.plain_lstm_stack or spec.plain_gru_stack):
         return (BASELINE,), ""
     from lstm_exp.compute.native.build import NativeBuildError
     from lstm_exp.compute.native.engine import load
@@ -58,7 +58,9 @@ def candidate_engines(spec: ModelSpec, timed: int) -> tuple[tuple[str, ...], str
     try:
         load()
     except NativeBuildError as err:
-        return ("fused", BASELINE), str(err)
+        return ("fused", BASELINE) if spec.plain_lstm_stack else (BASELINE,), str(err)
+    if spec.plain_gru_stack:  # `fused` is LSTM only
+        return ("native", BASELINE), ""
     return ("native", "fused", BASELINE) if timed else ("native", BASELINE), ""
 
 
@@ -95,12 +97,16 @@ def auto_forward(spec: ModelSpec, weights, data, timed: int,
     """
     engines, unavailable = candidate_engines(spec, timed)
     if unavailable:
-        log.info("native LSTM engine unavailable, auto measures %s instead: %s", " and ".join(engines),
-                 unavailable)
+        log.info("native %s engine unavailable, auto measures %s instead: %s", spec.cell.upper(),
+                 " and ".join(engines), unavailable)
     if engines == (BASELINE,):
         engine, run = build_forward(BASELINE, spec, weights, data, timed)
-        return engine, "auto, the only engine that computes this model", run
-    key = shape_class(forward_mode(timed), data.x.shape, spec.units)
+        why = (f"native unavailable: {unavailable}" if unavailable
+               else "the only engine that computes this model")
+        return engine, f"auto, {why}", run
+    # LSTM keeps its keys of before; another cell's choices are its own.
+    mode = forward_mode(timed) if spec.cell == "lstm" else f"{forward_mode(timed)}-{spec.cell}"
+    key = shape_class(mode, data.x.shape, spec.units)
     built: dict[str, Callable[[], dict]] = {}
 
     def build(engine: str) -> Callable[[], dict]:

@@ -4,8 +4,11 @@
 - `native`: the native op with its backward through time (`native/trainable.py`), on the stock
   layers' own variables; where the op cannot be built or loaded, stock Keras, with one warning
   naming the reason.
-- `auto`: plain LSTM stacks time both on the first use per CPU and shape class and keep the choice
-  (`engine_choice.py`); other models train with stock Keras.
+- `auto`: plain LSTM and GRU stacks time both on the first use per CPU, cell and shape class and
+  keep the choice (`engine_choice.py`); other models train with stock Keras.
+
+Plain GRU stacks (`keras.layers.GRU`, reset_after=True) train on the native GRU ops
+(`native/gru_trainable.py`) exactly as LSTM stacks do on the LSTM ops.
 """
 
 from __future__ import annotations
@@ -42,23 +45,26 @@ def training_engine(spec: ModelSpec, stack, shape: tuple[int, int, int],
     keras = TrainingEngine("keras", f"model.implementation={spec.implementation}", stack)
     if spec.implementation in ("keras", "fused"):
         return keras
-    if not spec.plain_lstm_stack:
-        return TrainingEngine("keras", "the native op trains plain LSTM stacks only", stack)
+    if not (spec.plain_lstm_stack or spec.plain_gru_stack):
+        return TrainingEngine("keras", "the native op trains plain LSTM and GRU stacks only", stack)
     from lstm_exp.compute.native.build import NativeBuildError
     from lstm_exp.compute.native.engine import load
     from lstm_exp.compute.native.trainable import NativeTrainableStack
 
     try:
-        native = NativeTrainableStack(stack.layers.values())
+        native = NativeTrainableStack(stack.layers.values(), cell=spec.cell)
     except NativeBuildError as err:
-        log.warning("native LSTM training unavailable, training with stock Keras instead: %s", err)
+        log.warning("native %s training unavailable, training with stock Keras instead: %s",
+                    spec.cell.upper(), err)
         return TrainingEngine("keras", f"native unavailable: {err}", stack)
     label = f"native ({native.build})"
     if spec.implementation == "native":
         return TrainingEngine(label, "model.implementation=native", native)
     from lstm_exp.compute.engine_choice import measured_choice, shape_class
 
-    key = shape_class("training", shape, spec.units)
+    # LSTM keeps its key of before; another cell's choice is its own.
+    mode = "training" if spec.cell == "lstm" else f"training-{spec.cell}"
+    key = shape_class(mode, shape, spec.units)
     choice = measured_choice(load().build.path.parent, key,
                              {"keras": step_on(stack), "native": step_on(native)})
     if choice.engine == "native":

@@ -33,6 +33,11 @@ class ModelSpec:
         return self.cell == "lstm" and not self.has_extras and not self.bidirectional
 
     @property
+    def plain_gru_stack(self) -> bool:
+        """A unidirectional GRU stack: what the native op also trains (`training_engine.py`)."""
+        return self.cell == "gru" and not self.bidirectional
+
+    @property
     def directions(self) -> tuple[str, ...]:
         """One layer's directions: ``("",)``, or ``("fw", "bw")`` when bidirectional."""
         return names.directions(self.bidirectional)

@@ -1,4 +1,5 @@
-"""Compiles the native LSTM op against the installed TensorFlow, for the widest vector unit that compiles.
+"""Compiles the native LSTM and GRU ops against the installed TensorFlow, for the widest vector unit
+that compiles.
 
 The flag sets are tried widest first (`flag_ladder`). Every one is ``-march=native`` (or the
 narrower level ``target.py`` was asked for) less something, never more, so whatever compiles runs on
@@ -36,7 +37,8 @@ from lstm_exp.compute.native import target
 # The op's sources, compiled together into one library, and the headers they share: all of them go
 # into the cache key (cache.py), so changing any one rebuilds.
 SOURCES = tuple(Path(__file__).with_name(name)
-                for name in ("lstm_forward.cc", "lstm_columns.cc", "lstm_backward.cc"))
+                for name in ("lstm_forward.cc", "lstm_columns.cc", "lstm_backward.cc",
+                             "gru_forward.cc", "gru_backward.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("lstm_simd.h", "lstm_forward.h"))
 LIBRARY = "lstm_kernel.so"
 BUILD_TIMEOUT_S = 300  # the whole ladder; one compile takes ~5-10 s, but a wedged one must not hang a run

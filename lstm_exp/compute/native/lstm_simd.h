@@ -1,4 +1,4 @@
-// Shared by the native op's sources (lstm_forward.cc, lstm_columns.cc, lstm_backward.cc): the
+// Shared by the native op's sources (lstm_*.cc, gru_*.cc): the
 // build's vector width, vector math, the register-tiled product and how the threads are run.
 //
 // GCC/Clang vector extensions at the native width: the same source compiles to AVX-512, AVX2/FMA
@@ -125,6 +125,25 @@ inline void accumulate(vf (&acc)[R][4], const float* a, int64_t stride, const fl
       acc[r][1] += ak * w1;
       acc[r][2] += ak * w2;
       acc[r][3] += ak * w3;
+    }
+  }
+}
+
+// The same with 3 gates per unit block (GRU: z, r, h): the panel is (depth, 3, W).
+template <int R>
+inline void accumulate(vf (&acc)[R][3], const float* a, int64_t stride, const float* panel,
+                       int64_t depth) {
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* w = panel + k * 3 * W;
+    vf w0 = load(w), w1 = load(w + W), w2 = load(w + 2 * W);
+#if defined(__AVX512F__) && defined(__GNUC__)
+    asm("" : "+v"(w0), "+v"(w1), "+v"(w2));
+#endif
+    for (int r = 0; r < R; ++r) {
+      const float ak = a[r * stride + k];
+      acc[r][0] += ak * w0;
+      acc[r][1] += ak * w1;
+      acc[r][2] += ak * w2;
     }
   }
 }

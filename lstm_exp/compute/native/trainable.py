@@ -25,22 +25,24 @@ def _pad_last(tensor, size: int):
     return tensor if pad == 0 else tf.pad(tensor, [[0, 0]] * (tensor.shape.rank - 1) + [[0, pad]])
 
 
-def pack_kernel(kernel, units: int, width: int):
-    """(K, 4H) keras layout -> (Hp/W, K, 4, W), as `engine.pack_kernel` does in NumPy."""
+def pack_kernel(kernel, units: int, width: int, gates: int = 4):
+    """(K, gates H) keras layout -> (Hp/W, K, gates, W), as `engine.pack_kernel` does in NumPy
+    (gates: 4 for the LSTM, 3 for the GRU)."""
     import tensorflow as tf
 
     depth, padded = kernel.shape[0], -(-units // width) * width
-    gates = _pad_last(tf.reshape(kernel, [depth, 4, units]), padded)
-    return tf.transpose(tf.reshape(gates, [depth, 4, padded // width, width]), [2, 0, 1, 3])
+    blocks = _pad_last(tf.reshape(kernel, [depth, gates, units]), padded)
+    return tf.transpose(tf.reshape(blocks, [depth, gates, padded // width, width]), [2, 0, 1, 3])
 
 
-def pack_bias(bias, units: int, width: int):
-    """(4H,) keras layout -> (Hp/W, 4, W)."""
-    return pack_kernel(bias[None, :], units, width)[:, 0]
+def pack_bias(bias, units: int, width: int, gates: int = 4):
+    """(gates H,) keras layout -> (Hp/W, gates, W)."""
+    return pack_kernel(bias[None, :], units, width, gates)[:, 0]
 
 
-def pack_recurrent_transposed(recurrent, units: int, width: int):
-    """(H, 4H) keras layout R -> R^T as (Hq/4W, 4Hp, 4W): the backward op's panels for dh = dz R^T.
+def pack_recurrent_transposed(recurrent, units: int, width: int, gates: int = 4):
+    """(H, gates H) keras layout R -> R^T as (Hq/4W, gates Hp, 4W): the backward ops' panels for
+    dh = dz R^T.
 
     Row k = gate * Hp + m of a panel is unit m of one gate's dz; its 4W columns are 4W consecutive
     outputs h_j. Hp pads the units to a multiple of W, Hq to one of 4W, with zeros.
@@ -49,9 +51,10 @@ def pack_recurrent_transposed(recurrent, units: int, width: int):
 
     padded, block = -(-units // width) * width, 4 * width
     out = -(-units // block) * block
-    rows = tf.reshape(_pad_last(tf.reshape(recurrent, [units, 4, units]), padded), [units, 4 * padded])
+    rows = tf.reshape(_pad_last(tf.reshape(recurrent, [units, gates, units]), padded),
+                      [units, gates * padded])
     rows = tf.pad(rows, [[0, out - units], [0, 0]])
-    return tf.transpose(tf.reshape(rows, [out // block, block, 4 * padded]), [0, 2, 1])
+    return tf.transpose(tf.reshape(rows, [out // block, block, gates * padded]), [0, 2, 1])
 
 
 def lstm_layer(op, width: int, x, kernel, recurrent, bias, h0, c0, lengths, max_threads: int = 0,
@@ -107,26 +110,29 @@ def lstm_layer(op, width: int, x, kernel, recurrent, bias, h0, c0, lengths, max_
 
 
 class NativeTrainableStack:
-    """A stack of plain LSTM layers whose variables are the stock Keras layers', run by the native op.
+    """A stack of plain LSTM or GRU layers whose variables are the stock Keras layers', run by the
+    native ops (the GRU's: `gru_trainable.gru_layer`).
 
     The training loop keeps its `KerasStack` (its variables, their names, checkpoints and weights
     read back); only the computation changes. Returns the keys `KerasStack` returns.
 
     Args:
-        layers: the Keras LSTM layers, layer 0 first (`KerasStack.layers.values()`).
+        layers: the Keras LSTM (or GRU) layers, layer 0 first (`KerasStack.layers.values()`).
         max_threads: threads per op (0: TensorFlow's intra-op pool size).
+        cell: ``lstm`` or ``gru`` (`ModelSpec.cell`).
 
     Raises:
         NativeBuildError: the op cannot be built or loaded here.
     """
 
-    def __init__(self, layers, max_threads: int = 0):
+    def __init__(self, layers, max_threads: int = 0, cell: str = "lstm"):
         from lstm_exp.compute.native.engine import load
 
         loaded = load()
         self.build = loaded.build.isa
         self._op, self._width, self._layers = loaded.module, loaded.width, list(layers)
         self.max_threads = int(max_threads)
+        self.cell = cell
 
     def __call__(self, x, lengths=None, initial_state=None):
         import tensorflow as tf
@@ -138,6 +144,10 @@ class NativeTrainableStack:
         state, result, seq = initial_state or {}, {}, x
         for k, layer in enumerate(self._layers):
             cell, units = layer.cell, layer.cell.units
+            if self.cell == "gru":
+                seq, h = self._gru(k, cell, seq, state, lengths, batch)
+                result.update({names.array_name(k, names.SEQUENCE): seq, names.array_name(k, names.H): h})
+                continue
             h0, c0 = (tf.zeros((batch, units)) if state.get(names.array_name(k, p)) is None
                       else tf.cast(state[names.array_name(k, p)], tf.float32) for p in (names.H, names.C))
             seq, h, c = lstm_layer(self._op, self._width, seq, tf.convert_to_tensor(cell.kernel),
@@ -148,3 +158,14 @@ class NativeTrainableStack:
                            names.array_name(k, names.C): c})
         result[names.OUTPUT] = seq
         return result
+
+    def _gru(self, k, cell, x, state, lengths, batch):
+        import tensorflow as tf
+
+        from lstm_exp.compute.native.gru_trainable import gru_layer
+
+        h0 = state.get(names.array_name(k, names.H))
+        h0 = tf.zeros((batch, cell.units)) if h0 is None else tf.cast(h0, tf.float32)
+        return gru_layer(self._op, self._width, x, tf.convert_to_tensor(cell.kernel),
+                         tf.convert_to_tensor(cell.recurrent_kernel), tf.convert_to_tensor(cell.bias),
+                         h0, lengths, self.max_threads)
