@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -98,18 +97,22 @@ def test_a_benchmark_header_names_what_narrows_the_contenders(monkeypatch):
                     reason="needs g++ and an x86-64 CPU with AVX-512 (to run its AVX2 build beside it)")
 def test_the_avx2_build_passes_the_numeric_checks_the_widest_build_passes(tmp_path):
     """The AVX2 build has its own tile (2 rows, not 4): every forward case against the float64
-    reference and every gradient against TensorFlow's and finite differences, run on that build.
+    reference and every gradient against TensorFlow's and finite differences, LSTM and GRU, run on
+    that build.
     One process loads one build (TensorFlow registers an op's name once), hence a pytest of its own."""
     tests = Path(__file__).parent
-    checks = ["test_matches_float64_reference", "test_gradients_match"]
+    checks = ["test_matches_float64_reference", "test_gradients_match", "test_gru_gradients_match",
+              "test_native_gru_stack_matches"]
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), target.MARCH_ENV: "x86-64-v3",
            cache.DISABLE_ENV: ""}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(tests / "test_native.py"), str(tests / "test_native_training.py"),
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
+                           *(str(tests / name) for name in ("test_native.py", "test_native_training.py",
+                                                            "test_native_gru.py")),
                            "-k", " or ".join(checks)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=1800, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    passed = re.search(r"(\d+) passed", proc.stdout)
-    assert passed and int(passed.group(1)) >= 10, proc.stdout[-2000:]
+    ran = [line for line in proc.stdout.splitlines() if " PASSED" in line]
+    for check in checks:  # each ran (and passed), none was left out by a rename
+        assert any(f"::{check}" in line for line in ran), (check, proc.stdout[-2000:])
     (record,) = (tmp_path / "cache").glob(f"lstm_exp/native/*/{cache.RECORD}")
     assert "-march=x86-64-v3" in record.read_text()  # they ran on the AVX2 build

@@ -138,6 +138,8 @@ inline void accumulate(vf (&acc)[R][3], const float* a, int64_t stride, const fl
     vf w0 = load(w), w1 = load(w + W), w2 = load(w + 2 * W);
 #if defined(__AVX512F__) && defined(__GNUC__)
     asm("" : "+v"(w0), "+v"(w1), "+v"(w2));
+#elif defined(__AVX__) && defined(__GNUC__)
+    asm("" : "+x"(w0), "+x"(w1), "+x"(w2));
 #endif
     for (int r = 0; r < R; ++r) {
       const float ak = a[r * stride + k];
