@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_order import turns  # noqa: E402
+
 PYTHON = sys.executable
 FORWARD_SIZES = {"stack": (32, 128, 64, [256, 256]), "large": (64, 256, 128, [512, 512])}
 TARGETS = {"fused_vs_stock": 2.0, "fused_vs_torch": 1.0, "start_wall": 1.25, "start_rss": 1.2,
@@ -84,9 +87,8 @@ def _process(cmd: list[str], cwd: Path) -> tuple[float, float]:
 def _alternate(contenders: dict[str, list[str]], rounds: int, cwd: Path) -> dict[str, dict]:
     samples = {name: [] for name in contenders}
     names = list(contenders)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            samples[name].append(_process(contenders[name], cwd))
+    for _round, name in turns(names, rounds):
+        samples[name].append(_process(contenders[name], cwd))
     return {name: {"wall_s": statistics.median(w for w, _ in s), "peak_rss_mib": max(m for _, m in s),
                    "walls": [w for w, _ in s]} for name, s in samples.items()}
 

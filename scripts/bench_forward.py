@@ -1,6 +1,6 @@
 """Side-by-side CPU forward benchmark: native and fused LSTM stacks vs stock Keras vs PyTorch.
 
-Every round gives each contender one turn, in a rotated order, so that load from
+Every round gives each contender one turn, in a shuffled order (bench_order.py), so that load from
 other processes on the shared cores hits all contenders alike; a turn is one
 untimed call (it absorbs what the previous contender left running, such as
 PyTorch's spinning OpenMP threads) and one timed call; medians are reported.
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_order import turns  # noqa: E402
 
 from lstm_exp.compute import fused  # noqa: E402
 from lstm_exp.compute.native import cpu  # noqa: E402
@@ -127,19 +128,18 @@ def bench_size(b, t, f, units, rounds, with_torch, threads, seed=0):
         run(x)
     names, times, cpu = list(runs), {n: [] for n in runs}, {n: [] for n in runs}
     turn_first = {n: [] for n in runs}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            # Each turn opens with one untimed call: PyTorch's OpenMP threads spin-wait for
-            # milliseconds after a call returns, and that spin would otherwise be charged to
-            # whichever contender runs next (native measured ~1.3x slower right after torch than
-            # after itself). The opening call's time is kept as `turn_first_ms`.
-            start = time.perf_counter()
-            runs[name](x)
-            turn_first[name].append((time.perf_counter() - start) * 1e3)
-            cpu_start, start = _cpu_s(), time.perf_counter()
-            runs[name](x)
-            times[name].append((time.perf_counter() - start) * 1e3)
-            cpu[name].append((_cpu_s() - cpu_start) * 1e3)
+    for _round, name in turns(names, rounds):
+        # Each turn opens with one untimed call: PyTorch's OpenMP threads spin-wait for
+        # milliseconds after a call returns, and that spin would otherwise be charged to
+        # whichever contender runs next (native measured ~1.3x slower right after torch than
+        # after itself). The opening call's time is kept as `turn_first_ms`.
+        start = time.perf_counter()
+        runs[name](x)
+        turn_first[name].append((time.perf_counter() - start) * 1e3)
+        cpu_start, start = _cpu_s(), time.perf_counter()
+        runs[name](x)
+        times[name].append((time.perf_counter() - start) * 1e3)
+        cpu[name].append((_cpu_s() - cpu_start) * 1e3)
     flops, feats = 0, f
     for u in units:
         flops += 2 * b * t * (feats * 4 * u + u * 4 * u)

@@ -7,7 +7,7 @@ Contenders, all from the same weights on the same batch, each returning the top 
   torch   PyTorch `nn.GRU` (reset_after, gate order r, z, n and both biases mapped) under
           `no_grad`, `torch.set_num_threads` equal to TensorFlow's intra-op threads, and on one.
 Before timing, every contender's output must agree with stock Keras' within 1e-5 (float32): they
-compute one model. Each round gives every contender an untimed then a timed call, in a rotated
+compute one model. Each round gives every contender an untimed then a timed call, in a shuffled
 order; medians of wall and CPU (all threads of the process) ms are reported, the CPU named. On few
 cores, run it with OMP_WAIT_POLICY=PASSIVE (see bench_train_step.py).
 
@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_order import turns  # noqa: E402
 from bench_train_step import SIZES, SMOKE, torch_gru_order  # noqa: E402
 
 AGREEMENT = 1e-5
@@ -93,13 +94,12 @@ def bench_size(b, t, f, units, rounds, threads):
             raise SystemExit(f"{name}'s output is {err:.2e} from stock Keras': the contenders do not "
                              "compute one model")
     names, wall, cpu = list(runs), {n: [] for n in runs}, {n: [] for n in runs}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            runs[name]()  # untimed: whatever the previous contender left spinning settles
-            start, start_cpu = time.perf_counter(), time.process_time()
-            runs[name]()
-            wall[name].append((time.perf_counter() - start) * 1e3)
-            cpu[name].append((time.process_time() - start_cpu) * 1e3)
+    for _round, name in turns(names, rounds):
+        runs[name]()  # untimed: whatever the previous contender left spinning settles
+        start, start_cpu = time.perf_counter(), time.process_time()
+        runs[name]()
+        wall[name].append((time.perf_counter() - start) * 1e3)
+        cpu[name].append((time.process_time() - start_cpu) * 1e3)
     medians = {n: statistics.median(s) for n, s in wall.items()}
     return {"shape": [b, t, f], "units": units, "rounds": rounds, "median_ms": medians,
             "cpu_ms": {n: statistics.median(s) for n, s in cpu.items()},

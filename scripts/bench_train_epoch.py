@@ -10,7 +10,7 @@ readout, on the same data in the same seeded batch order, each epoch ending with
                           validation pass under `no_grad`, `torch.set_num_threads` = TensorFlow's
                           intra-op threads; `torch_1thread` the same on one thread.
 Each contender's turn opens with one untimed epoch (PyTorch's OpenMP threads spin-wait after their
-work, which slows whoever runs next), then one timed epoch; the order rotates every round so that
+work, which slows whoever runs next), then one timed epoch; the order is shuffled every round so that
 load from other processes hits all alike. Medians of wall and CPU ms (all threads of the process)
 are reported with each one's time over PyTorch's, the CPU named, and each contender's last
 (train, val) loss: all ran as many epochs from one start, so they agree (float32, Adam's order of
@@ -31,6 +31,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_order import turns  # noqa: E402
 
 SIZES = {"full": dict(timesteps=20, train_size=2000, val_size=500, batch_size=64, units=32),
          "smoke": dict(timesteps=5, train_size=96, val_size=32, batch_size=32, units=4)}
@@ -92,17 +95,16 @@ def torch_contender(data, weights: dict, readout: dict, batch_size: int, threads
 
 
 def interleaved(runs: dict, rounds: int) -> tuple[dict, dict]:
-    """Median wall and CPU ms of each run: per round, each in a rotated order, one untimed call then
+    """Median wall and CPU ms of each run: per round, each in a shuffled order, one untimed call then
     one timed call."""
     names = list(runs)
     wall, cpu = {n: [] for n in runs}, {n: [] for n in runs}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            runs[name]()  # untimed: whatever the previous contender left spinning settles
-            start, start_cpu = time.perf_counter(), time.process_time()
-            runs[name]()
-            wall[name].append((time.perf_counter() - start) * 1e3)
-            cpu[name].append((time.process_time() - start_cpu) * 1e3)
+    for _round, name in turns(names, rounds):
+        runs[name]()  # untimed: whatever the previous contender left spinning settles
+        start, start_cpu = time.perf_counter(), time.process_time()
+        runs[name]()
+        wall[name].append((time.perf_counter() - start) * 1e3)
+        cpu[name].append((time.process_time() - start_cpu) * 1e3)
     return ({n: statistics.median(s) for n, s in wall.items()},
             {n: statistics.median(s) for n, s in cpu.items()})
 

@@ -9,7 +9,7 @@ readout):
 Before timing, every contender's first loss (the same weights, the same batch) must agree with
 PyTorch's within 1e-4 relative: they compute one model. Each contender's turn opens with one
 untimed step (PyTorch's OpenMP threads spin-wait after their work, which slows whoever runs next)
-and then one timed step; the order rotates every round so that load from other processes hits all
+and then one timed step; the order is shuffled every round so that load from other processes hits all
 alike. Medians are reported with each one's time over
 PyTorch's, and the CPU is named.
 
@@ -30,6 +30,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_order import turns  # noqa: E402
 
 SIZES = {"reference": (32, 128, 64, [256, 256]), "large": (64, 256, 128, [512, 512])}
 SMOKE = {"smoke": (4, 8, 3, [8, 8])}
@@ -140,13 +143,12 @@ def bench_size(cell, b, t, f, units, rounds, threads):
                              "the contenders do not compute one model")
     names, samples = list(runs), {name: [] for name in runs}
     cpu = {name: [] for name in runs}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            runs[name]()  # untimed: whatever the previous contender left spinning settles
-            start, start_cpu = time.perf_counter(), time.process_time()
-            runs[name]()
-            samples[name].append((time.perf_counter() - start) * 1e3)
-            cpu[name].append((time.process_time() - start_cpu) * 1e3)  # every thread of the process
+    for _round, name in turns(names, rounds):
+        runs[name]()  # untimed: whatever the previous contender left spinning settles
+        start, start_cpu = time.perf_counter(), time.process_time()
+        runs[name]()
+        samples[name].append((time.perf_counter() - start) * 1e3)
+        cpu[name].append((time.process_time() - start_cpu) * 1e3)  # every thread of the process
     medians = {name: statistics.median(s) for name, s in samples.items()}
     return {"cell": cell, "shape": [b, t, f], "units": units, "rounds": rounds, "first_loss": first,
             "median_ms": medians,
