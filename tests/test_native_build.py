@@ -84,19 +84,24 @@ def test_compile_matrix_builds_the_widest_vector_unit_of_each_target(tmp_path):
 
 
 def test_the_build_compiles_every_source_and_the_cache_key_hashes_each_one(tmp_path, monkeypatch):
-    """The op is several sources and shared headers: all of them compile together, and a change to
-    any one of them (a header included by the others too) makes a new cache key, hence a rebuild."""
+    """The op is several sources and shared headers, compiled as one translation unit that includes
+    every source (TensorFlow's headers parsed once); a change to any file (a header included by the
+    others too, or the unit) makes a new cache key, hence a rebuild."""
     command = build.compile_command("g++", (), tmp_path / "x.so")
-    assert [arg for arg in command if arg.endswith(".cc")] == [str(p) for p in build.SOURCES]
-    included = {line.split('"')[1] for src in (*build.SOURCES, *build.HEADERS)
-                for line in src.read_text().splitlines() if line.startswith('#include "lstm_')}
-    assert included == {p.name for p in build.HEADERS}  # every header the sources use is hashed
+    assert [arg for arg in command if arg.endswith(".cc")] == [str(build.UNIT)]
+    includes = {path: [line.split('"')[1] for line in path.read_text().splitlines()
+                       if line.startswith('#include "') and not line.startswith('#include "tensorflow/')]
+                for path in (build.UNIT, *build.SOURCES, *build.HEADERS)}
+    assert includes[build.UNIT] == [p.name for p in build.SOURCES]  # every source, each once
+    used = {name for path in (*build.SOURCES, *build.HEADERS) for name in includes[path]}
+    assert used == {p.name for p in build.HEADERS}  # every header the sources use is hashed
     copies = []
-    for path in (*build.SOURCES, *build.HEADERS):
+    for path in (build.UNIT, *build.SOURCES, *build.HEADERS):
         copies.append(tmp_path / path.name)
         shutil.copy(path, copies[-1])
-    monkeypatch.setattr(build, "SOURCES", tuple(copies[:len(build.SOURCES)]))
-    monkeypatch.setattr(build, "HEADERS", tuple(copies[len(build.SOURCES):]))
+    monkeypatch.setattr(build, "UNIT", copies[0])
+    monkeypatch.setattr(build, "SOURCES", tuple(copies[1:1 + len(build.SOURCES)]))
+    monkeypatch.setattr(build, "HEADERS", tuple(copies[1 + len(build.SOURCES):]))
     keys = {cache._key("g++", build.NATIVE)}
     for path in copies:
         path.write_text(path.read_text() + "\n// changed\n")

@@ -34,14 +34,16 @@ from pathlib import Path
 
 from lstm_exp.compute.native import target
 
-# The op's sources, compiled together into one library, and the headers they share: all of them go
-# into the cache key (cache.py), so changing any one rebuilds.
+# The op's sources, compiled as one translation unit (`UNIT` includes each: TensorFlow's headers are
+# then parsed once, not once per source), and the headers they share: all of them go into the cache
+# key (cache.py), so changing any one rebuilds.
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("lstm_forward.cc", "lstm_columns.cc", "lstm_backward.cc",
                              "gru_forward.cc", "gru_backward.cc"))
+UNIT = Path(__file__).with_name("native_ops.cc")
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("lstm_simd.h", "lstm_forward.h"))
 LIBRARY = "lstm_kernel.so"
-BUILD_TIMEOUT_S = 300  # the whole ladder; one compile takes ~5-10 s, but a wedged one must not hang a run
+BUILD_TIMEOUT_S = 300  # the whole ladder; one compile takes ~8-20 s, but a wedged one must not hang a run
 BASE_FLAGS = ("-O3", "-ffp-contract=fast")
 X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
 NATIVE = target.NATIVE
@@ -103,11 +105,11 @@ def compile_command(cxx: str, flags: tuple[str, ...], output: Path) -> list[str]
     import tensorflow as tf
 
     return [cxx, "-shared", "-fPIC", *BASE_FLAGS, *flags, *tf.sysconfig.get_compile_flags(),
-            *map(str, SOURCES), "-o", str(output), *tf.sysconfig.get_link_flags()]
+            str(UNIT), "-o", str(output), *tf.sysconfig.get_link_flags()]
 
 
 def library_isa(data: bytes) -> str:
-    """The build's name, from the bytes of a library compiled from `SOURCES`.
+    """The build's name, from the bytes of a library compiled from `UNIT`.
 
     Raises:
         NativeBuildError: the bytes carry no name (not our library, or a damaged one).

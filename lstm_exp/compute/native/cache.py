@@ -46,7 +46,7 @@ def _key(cxx: str, arch: tuple[str, ...]) -> str:
     import tensorflow as tf
 
     digest = hashlib.sha256()
-    for path in (*build.SOURCES, *build.HEADERS):
+    for path in (build.UNIT, *build.SOURCES, *build.HEADERS):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     for part in (cxx, repr(build.BASE_FLAGS), repr(build.flag_ladder(arch)), tf.__version__,
                  tf.sysconfig.get_lib(), cpu.fingerprint()):
