@@ -1,5 +1,6 @@
-"""The native GRU ops (`gru_forward.cc`, `gru_backward.cc`, `native/gru_trainable.py`) and training
-GRU stacks with them.
+"""The native GRU ops (`gru_forward.cc`, `gru_backward.cc`, `native/gru_trainable.py`), the runs that
+use them, and the GRU forward engine. Training with them (two epochs against stock Keras, the fallback,
+`auto`'s kept choice) is tested with the LSTM's, for both cells, in `test_native_training.py`.
 
 Tolerances (as for the LSTM op, `test_native_training.py`):
 - forward: 1e-6 absolute against the float64 reference (observed 6e-8 to 3.3e-7);
@@ -14,18 +15,14 @@ import logging
 import numpy as np
 import pytest
 from conftest import run_cli
+from gradient_checks import central_differences, relative
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 from recorded_run import record
 
-from lstm_exp.compute import tasks
-from lstm_exp.compute.engine_choice import CHOICES, read_choices
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.native.build import NativeBuildError
 from lstm_exp.compute.reference import reference_forward
-from lstm_exp.compute.training import train
 from lstm_exp.config.specs import ModelSpec
-from lstm_exp.config.task_schema import TaskConfig
 
 RTOL = 1e-4
 ATOL_FORWARD = 1e-6
@@ -99,10 +96,6 @@ def _keras_gradients(args, lengths, probes):
     return [g.numpy() for g in tape.gradient(loss, [x, *layer.weights, h0])]
 
 
-def _relative(got, want):
-    return float(np.abs(got - want).max() / np.abs(want).max())
-
-
 def _reference(args, lengths):
     x, kernel, recurrent, bias, h0 = args
     weights = {"layer_0/kernel": kernel, "layer_0/recurrent_kernel": recurrent, "layer_0/bias": bias}
@@ -120,7 +113,7 @@ def test_gru_gradients_match_tensorflows_gradient_of_the_stock_layer(native, cas
         assert np.abs(got - want[key]).max() <= ATOL_FORWARD, key
     for name, got, expected in zip(NAMES, grads, _keras_gradients(args, lengths, probes), strict=True):
         assert got.shape == expected.shape and got.dtype == np.float32, name
-        assert _relative(got, expected) <= RTOL, name
+        assert relative(got, expected) <= RTOL, name
     # Threads split the rows, and a row's sums never depend on which thread ran it.
     again = _native_gradients(args, lengths, probes)
     single = _native_gradients(args, lengths, probes, max_threads=1)
@@ -140,63 +133,10 @@ def test_gru_gradients_match_finite_differences_of_the_float64_reference(native)
     args, lengths, probes = _case("tiny")
     lengths = np.array([3, 2], np.int32)  # one row stops early
     _, grads = _native_gradients(args, lengths, probes)
-    args64, step = [a.astype(np.float64) for a in args], 1e-6
-    for name, arg, grad in zip(NAMES, args64, grads, strict=True):
-        numeric = np.zeros_like(arg)
-        for index in np.ndindex(arg.shape):
-            saved = arg[index]
-            arg[index] = saved + step
-            up = _reference_loss(args64, lengths, probes)
-            arg[index] = saved - step
-            down = _reference_loss(args64, lengths, probes)
-            arg[index] = saved
-            numeric[index] = (up - down) / (2 * step)
-        assert _relative(grad, numeric) <= RTOL, name
-
-
-def _tiny_task(epochs=2):
-    return OmegaConf.structured(TaskConfig(name="adding", timesteps=6, train_size=40, val_size=16,
-                                           epochs=epochs, batch_size=16))
-
-
-@pytest.mark.slow
-def test_native_gru_training_is_repeatable_and_close_to_stock_keras(native):
-    task, spec = _tiny_task(), ModelSpec("gru", (5, 4), implementation="native")
-    start = initial_weights(spec, tasks.features(task), 0)
-    first, second = (train(task, spec, start, 0) for _ in range(2))
-    assert first.engine.startswith("native (") and first.engine_why == "model.implementation=native"
-    for name in first.weights:
-        assert first.weights[name].tobytes() == second.weights[name].tobytes(), name
-    assert first.train_loss == second.train_loss
-    stock = train(task, ModelSpec("gru", (5, 4), implementation="keras"), start, 0)
-    assert stock.engine == "keras"
-    # Two epochs of Adam from the same start: float32 rounding differences only.
-    for name in first.weights:
-        np.testing.assert_allclose(first.weights[name], stock.weights[name], atol=1e-4, err_msg=name)
-
-
-@pytest.mark.slow
-def test_gru_training_falls_back_to_stock_keras_with_one_line_naming_why(monkeypatch, caplog):
-    monkeypatch.setenv("LSTM_EXP_NATIVE_DISABLE", "1")
-    spec = ModelSpec("gru", (3,), implementation="native")
-    with caplog.at_level(logging.WARNING, logger="lstm_exp"):
-        result = train(_tiny_task(1), spec, initial_weights(spec, 2, 0), 0)
-    assert result.engine == "keras" and "LSTM_EXP_NATIVE_DISABLE" in result.engine_why
-    lines = [r.getMessage() for r in caplog.records if "native GRU training" in r.getMessage()]
-    assert len(lines) == 1 and "disabled by LSTM_EXP_NATIVE_DISABLE=1" in lines[0]
-
-
-@pytest.mark.slow
-def test_gru_auto_keeps_its_own_measured_choice_apart_from_lstms(native):
-    task, spec = _tiny_task(1), ModelSpec("gru", (6,))  # implementation=auto
-    start = initial_weights(spec, tasks.features(task), 0)
-    first, second = train(task, spec, start, 0), train(task, spec, start, 0)
-    assert first.engine in ("keras", f"native ({native.build.isa})") and first.engine_why.startswith("auto, ")
-    assert second.engine == first.engine and "kept choice" in second.engine_why
-    for name in first.weights:
-        assert first.weights[name].tobytes() == second.weights[name].tobytes(), name
-    kept = read_choices(native.build.path.parent / CHOICES)
-    assert "training-gru B16 T8 F2 U8" in kept  # the GRU's class, never the LSTM's "training B16 ..."
+    args64 = [a.astype(np.float64) for a in args]
+    numeric = central_differences(lambda a: _reference_loss(a, lengths, probes), args64)
+    for name, grad, want in zip(NAMES, grads, numeric, strict=True):
+        assert relative(grad, want) <= RTOL, name
 
 
 @pytest.mark.slow

@@ -12,15 +12,15 @@ import logging
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from gradient_checks import central_differences, relative, tiny_task
 
 from lstm_exp.compute import tasks
+from lstm_exp.compute.engine_choice import CHOICES, read_choices
 from lstm_exp.compute.initializers import initial_weights
 from lstm_exp.compute.native.build import NativeBuildError
 from lstm_exp.compute.reference import reference_forward
 from lstm_exp.compute.training import train
 from lstm_exp.config.specs import ModelSpec
-from lstm_exp.config.task_schema import TaskConfig
 
 RTOL = 1e-4
 ATOL_FORWARD = 1e-6
@@ -31,6 +31,9 @@ CASES = {  # name: (B, T, F, H, with lengths)
     "odd-batch-one-step": (3, 1, 2, 16, False),
 }
 NAMES = ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")
+CELLS = ("lstm", "gru")  # the training tests: both cells the op trains (GRU's gradients: test_native_gru.py)
+# `auto`'s kept training choice for the tiny task's class: a GRU's never lands on an LSTM's key
+AUTO_KEYS = {"lstm": "training B16 T8 F2 U8", "gru": "training-gru B16 T8 F2 U8"}
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +99,6 @@ def _keras_gradients(args, lengths, probes):
     return [g.numpy() for g in grads]
 
 
-def _relative(got, want):
-    return float(np.abs(got - want).max() / np.abs(want).max())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_gradients_match_tensorflows_gradient_of_the_stock_layer(native, case):
@@ -113,7 +112,7 @@ def test_gradients_match_tensorflows_gradient_of_the_stock_layer(native, case):
         assert np.abs(got - want[key]).max() <= ATOL_FORWARD, key
     for name, got, expected in zip(NAMES, grads, _keras_gradients(args, lengths, probes), strict=True):
         assert got.shape == expected.shape and got.dtype == np.float32, name
-        assert _relative(got, expected) <= RTOL, name
+        assert relative(got, expected) <= RTOL, name
     # Threads split the rows, and a row's sums never depend on which thread ran it.
     again = _native_gradients(args, lengths, probes)[1]
     single = _native_gradients(args, lengths, probes, max_threads=1)[1]
@@ -135,35 +134,23 @@ def test_gradients_match_finite_differences_of_the_float64_reference(native):
     args, lengths, probes = _case("tiny")
     lengths = np.array([3, 2], np.int32)  # one row stops early
     _, grads = _native_gradients(args, lengths, probes)
-    args64, step = [a.astype(np.float64) for a in args], 1e-6
-    for name, arg, grad in zip(NAMES, args64, grads, strict=True):
-        numeric = np.zeros_like(arg)
-        for index in np.ndindex(arg.shape):
-            saved = arg[index]
-            arg[index] = saved + step
-            up = _reference_loss(args64, lengths, probes)
-            arg[index] = saved - step
-            down = _reference_loss(args64, lengths, probes)
-            arg[index] = saved
-            numeric[index] = (up - down) / (2 * step)
-        assert _relative(grad, numeric) <= RTOL, name
-
-
-def _tiny_task(epochs=2):
-    return OmegaConf.structured(TaskConfig(name="adding", timesteps=6, train_size=40, val_size=16,
-                                           epochs=epochs, batch_size=16))
+    args64 = [a.astype(np.float64) for a in args]
+    numeric = central_differences(lambda a: _reference_loss(a, lengths, probes), args64)
+    for name, grad, want in zip(NAMES, grads, numeric, strict=True):
+        assert relative(grad, want) <= RTOL, name
 
 
 @pytest.mark.slow
-def test_native_training_is_repeatable_and_close_to_stock_keras(native):
-    task, spec = _tiny_task(), ModelSpec("lstm", (5, 4), implementation="native")
+@pytest.mark.parametrize("cell", CELLS)
+def test_native_training_is_repeatable_and_close_to_stock_keras(native, cell):
+    task, spec = tiny_task(), ModelSpec(cell, (5, 4), implementation="native")
     start = initial_weights(spec, tasks.features(task), 0)
     first, second = (train(task, spec, start, 0) for _ in range(2))
     assert first.engine.startswith("native (") and first.engine_why == "model.implementation=native"
     for name in first.weights:
         assert first.weights[name].tobytes() == second.weights[name].tobytes(), name
     assert first.train_loss == second.train_loss
-    stock = train(task, ModelSpec("lstm", (5, 4), implementation="keras"), start, 0)
+    stock = train(task, ModelSpec(cell, (5, 4), implementation="keras"), start, 0)
     assert stock.engine == "keras"
     # Two epochs of Adam from the same start: float32 rounding differences only (observed ~1e-6).
     for name in first.weights:
@@ -171,22 +158,26 @@ def test_native_training_is_repeatable_and_close_to_stock_keras(native):
 
 
 @pytest.mark.slow
-def test_training_falls_back_to_stock_keras_with_one_line_naming_why(monkeypatch, caplog):
+@pytest.mark.parametrize("cell", CELLS)
+def test_training_falls_back_to_stock_keras_with_one_line_naming_why(monkeypatch, caplog, cell):
     monkeypatch.setenv("LSTM_EXP_NATIVE_DISABLE", "1")
-    spec = ModelSpec("lstm", (3,), implementation="native")
+    spec = ModelSpec(cell, (3,), implementation="native")
     with caplog.at_level(logging.WARNING, logger="lstm_exp"):
-        result = train(_tiny_task(1), spec, initial_weights(spec, 2, 0), 0)
+        result = train(tiny_task(1), spec, initial_weights(spec, 2, 0), 0)
     assert result.engine == "keras" and "LSTM_EXP_NATIVE_DISABLE" in result.engine_why
-    lines = [r.getMessage() for r in caplog.records if "native LSTM training" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if f"native {cell.upper()} training" in r.getMessage()]
     assert len(lines) == 1 and "disabled by LSTM_EXP_NATIVE_DISABLE=1" in lines[0]
 
 
 @pytest.mark.slow
-def test_auto_keeps_its_measured_choice_so_runs_repeat_bit_for_bit(native):
-    task, spec = _tiny_task(1), ModelSpec("lstm", (6,))  # implementation=auto
+@pytest.mark.parametrize("cell", CELLS)
+def test_auto_keeps_its_measured_choice_so_runs_repeat_bit_for_bit(native, cell):
+    task, spec = tiny_task(1), ModelSpec(cell, (6,))  # implementation=auto
     start = initial_weights(spec, tasks.features(task), 0)
     first, second = train(task, spec, start, 0), train(task, spec, start, 0)
     assert first.engine in ("keras", f"native ({native.build.isa})") and first.engine_why.startswith("auto, ")
     assert second.engine == first.engine and "kept choice" in second.engine_why
     for name in first.weights:
         assert first.weights[name].tobytes() == second.weights[name].tobytes(), name
+    kept = read_choices(native.build.path.parent / CHOICES)
+    assert AUTO_KEYS[cell] in kept
