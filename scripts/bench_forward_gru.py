@@ -18,16 +18,14 @@ cores, run it with OMP_WAIT_POLICY=PASSIVE (see bench_train_step.py).
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_order import turns  # noqa: E402
+from bench_order import interleaved  # noqa: E402
 from bench_train_step import SIZES, SMOKE, torch_gru_order  # noqa: E402
 
 AGREEMENT = 1e-5
@@ -93,16 +91,8 @@ def bench_size(b, t, f, units, rounds, threads):
         if not err <= AGREEMENT:
             raise SystemExit(f"{name}'s output is {err:.2e} from stock Keras': the contenders do not "
                              "compute one model")
-    names, wall, cpu = list(runs), {n: [] for n in runs}, {n: [] for n in runs}
-    for _round, name in turns(names, rounds):
-        runs[name]()  # untimed: whatever the previous contender left spinning settles
-        start, start_cpu = time.perf_counter(), time.process_time()
-        runs[name]()
-        wall[name].append((time.perf_counter() - start) * 1e3)
-        cpu[name].append((time.process_time() - start_cpu) * 1e3)
-    medians = {n: statistics.median(s) for n, s in wall.items()}
-    return {"shape": [b, t, f], "units": units, "rounds": rounds, "median_ms": medians,
-            "cpu_ms": {n: statistics.median(s) for n, s in cpu.items()},
+    medians, cpu = interleaved(runs, rounds)
+    return {"shape": [b, t, f], "units": units, "rounds": rounds, "median_ms": medians, "cpu_ms": cpu,
             "vs_torch": {n: m / medians["torch"] for n, m in medians.items()}}
 
 

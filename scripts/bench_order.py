@@ -11,7 +11,9 @@ contender follows each other one about equally often, and the seed makes a run r
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import statistics
+import time
+from collections.abc import Callable, Iterator
 
 
 def turns(names: list[str], rounds: int, seed: int = 0) -> Iterator[tuple[int, str]]:
@@ -20,3 +22,18 @@ def turns(names: list[str], rounds: int, seed: int = 0) -> Iterator[tuple[int, s
     for r in range(rounds):
         for name in shuffle.sample(list(names), len(names)):
             yield r, name
+
+
+def interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> tuple[dict, dict]:
+    """Median wall and CPU ms of each run (CPU: every thread of the process): per round, each in a
+    shuffled order, one untimed call (whatever the previous contender left spinning settles) and
+    one timed call."""
+    wall, cpu = {n: [] for n in runs}, {n: [] for n in runs}
+    for _round, name in turns(list(runs), rounds):
+        runs[name]()
+        start, start_cpu = time.perf_counter(), time.process_time()
+        runs[name]()
+        wall[name].append((time.perf_counter() - start) * 1e3)
+        cpu[name].append((time.process_time() - start_cpu) * 1e3)
+    return ({n: statistics.median(s) for n, s in wall.items()},
+            {n: statistics.median(s) for n, s in cpu.items()})

@@ -24,7 +24,6 @@ bare compiled step on a fixed batch.
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_order import turns  # noqa: E402
+from bench_order import interleaved  # noqa: E402
 
 SIZES = {"full": dict(timesteps=20, train_size=2000, val_size=500, batch_size=64, units=32),
          "smoke": dict(timesteps=5, train_size=96, val_size=32, batch_size=32, units=4)}
@@ -92,21 +91,6 @@ def torch_contender(data, weights: dict, readout: dict, batch_size: int, threads
         return total / len(x), val
 
     return epoch
-
-
-def interleaved(runs: dict, rounds: int) -> tuple[dict, dict]:
-    """Median wall and CPU ms of each run: per round, each in a shuffled order, one untimed call then
-    one timed call."""
-    names = list(runs)
-    wall, cpu = {n: [] for n in runs}, {n: [] for n in runs}
-    for _round, name in turns(names, rounds):
-        runs[name]()  # untimed: whatever the previous contender left spinning settles
-        start, start_cpu = time.perf_counter(), time.process_time()
-        runs[name]()
-        wall[name].append((time.perf_counter() - start) * 1e3)
-        cpu[name].append((time.process_time() - start_cpu) * 1e3)
-    return ({n: statistics.median(s) for n, s in wall.items()},
-            {n: statistics.median(s) for n, s in cpu.items()})
 
 
 def parts(trainer, rounds: int) -> dict:

@@ -23,16 +23,14 @@ regions per step and its idle threads otherwise spin on the cores TensorFlow's p
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_order import turns  # noqa: E402
+from bench_order import interleaved  # noqa: E402
 
 SIZES = {"reference": (32, 128, 64, [256, 256]), "large": (64, 256, 128, [512, 512])}
 SMOKE = {"smoke": (4, 8, 3, [8, 8])}
@@ -141,19 +139,10 @@ def bench_size(cell, b, t, f, units, rounds, threads):
         if abs(loss - first["torch"]) > LOSS_RTOL * abs(first["torch"]):
             raise SystemExit(f"{name}'s first loss {loss!r} is not PyTorch's {first['torch']!r}: "
                              "the contenders do not compute one model")
-    names, samples = list(runs), {name: [] for name in runs}
-    cpu = {name: [] for name in runs}
-    for _round, name in turns(names, rounds):
-        runs[name]()  # untimed: whatever the previous contender left spinning settles
-        start, start_cpu = time.perf_counter(), time.process_time()
-        runs[name]()
-        samples[name].append((time.perf_counter() - start) * 1e3)
-        cpu[name].append((time.process_time() - start_cpu) * 1e3)  # every thread of the process
-    medians = {name: statistics.median(s) for name, s in samples.items()}
+    medians, cpu = interleaved(runs, rounds)
     return {"cell": cell, "shape": [b, t, f], "units": units, "rounds": rounds, "first_loss": first,
             "median_ms": medians,
-            "cpu_ms": {name: statistics.median(s) for name, s in cpu.items()},
-            "vs_torch": {n: m / medians["torch"] for n, m in medians.items()}, "samples_ms": samples}
+            "cpu_ms": cpu, "vs_torch": {n: m / medians["torch"] for n, m in medians.items()}}
 
 
 def table(results: dict) -> str:
