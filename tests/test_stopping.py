@@ -29,6 +29,11 @@ JOB_PROCESSES = ("submitit", "LokyProcess")  # a job's process, or the controlle
 GONE_TIMEOUT_S = 300  # for every process the sweep started to exit (a released job finishes first)
 
 
+def _launched_jobs(mark: str) -> list[Process]:
+    """The job processes, and their controllers, still carrying `mark`."""
+    return [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
+
+
 def _wait_gone(mark: str, timeout_s: float) -> list[Process]:
     """The processes still carrying `mark` once none is left, or `timeout_s` has passed."""
     deadline = time.monotonic() + timeout_s
@@ -57,7 +62,7 @@ def test_sigterm_stops_every_job_and_their_runs_stay_killed(tmp_path, launcher, 
         assert proc.poll() is None and statuses(db).count("RUNNING") == runs, "the jobs never all started"
         os.kill(proc.pid, signal.SIGTERM)
         _, stderr = finish(proc, tmp_path, timeout=120)
-        jobs_left = [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
+        jobs_left = _launched_jobs(mark)
     finally:
         (tmp_path / RELEASE_FILE).touch()  # a job still alive goes on to its end: the test would see it
         left = _wait_gone(mark, GONE_TIMEOUT_S)
@@ -99,7 +104,7 @@ def test_sigterm_stops_the_jobs_of_a_sweep_that_records_nothing(tmp_path, sigint
         assert proc.poll() is None and len(_handling_jobs(mark)) == 2, "the jobs never started"
         os.kill(proc.pid, signal.SIGTERM)
         _, stderr = finish(proc, tmp_path, timeout=120)
-        jobs_left = [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
+        jobs_left = _launched_jobs(mark)
     finally:
         (tmp_path / RELEASE_FILE).touch()
         left = _wait_gone(mark, GONE_TIMEOUT_S)
@@ -128,7 +133,7 @@ def test_a_second_sigterm_does_not_cut_the_stop_short(tmp_path):
             time.sleep(0.1)
         os.kill(proc.pid, signal.SIGTERM)
         _, stderr = finish(proc, tmp_path, timeout=120)
-        jobs_left = [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
+        jobs_left = _launched_jobs(mark)
     finally:
         (tmp_path / RELEASE_FILE).touch()
         left = _wait_gone(mark, GONE_TIMEOUT_S)
@@ -160,7 +165,7 @@ def test_a_job_deaf_to_sigterm_is_killed_and_its_run_ended_killed_by_the_parent(
         assert proc.poll() is None and len(_deaf_jobs(mark)) == 1, "job 0 never reached its deaf pause"
         os.kill(proc.pid, signal.SIGTERM)
         stdout, stderr = finish(proc, tmp_path, timeout=180)
-        jobs_left = [p for p in with_environment(mark) if any(name in p.command for name in JOB_PROCESSES)]
+        jobs_left = _launched_jobs(mark)
     finally:
         (tmp_path / RELEASE_FILE).touch()
         left = _wait_gone(mark, GONE_TIMEOUT_S)
