@@ -1,5 +1,6 @@
 """The one reader of /proc in the tests: live processes by environment mark, command line, parent or
-process group, the processes that hold a file open, the signals a process ignores, and what a thread
+process group, the processes that hold a file open, the signals a process ignores or catches (its
+masks read as the launcher's stop reads them, `jobs/process_tree.py`), and what a thread
 of this process waits in.
 
 Zombies are left out everywhere: they have exited, only their parent's wait is missing. The calling
@@ -11,6 +12,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from lstm_exp.jobs.process_tree import in_signal_mask
 
 PROC = Path("/proc")
 
@@ -85,24 +88,14 @@ def holding_open(path: Path) -> list[int]:
     return found
 
 
-def _in_mask(pid: int, field: str, signum: int) -> bool:
-    """Whether `signum` is in the signal mask `field` of /proc/PID/status (False once `pid` is gone)."""
-    try:
-        lines = (PROC / str(pid) / "status").read_text().splitlines()
-    except OSError:
-        return False
-    mask = next((int(line.split()[1], 16) for line in lines if line.startswith(f"{field}:")), 0)
-    return bool(mask >> (signum - 1) & 1)
-
-
 def ignores(pid: int, signum: int) -> bool:
     """Whether process `pid` ignores signal `signum` (SIG_IGN)."""
-    return _in_mask(pid, "SigIgn", signum)
+    return in_signal_mask(pid, "SigIgn", signum)
 
 
 def catches(pid: int, signum: int) -> bool:
     """Whether process `pid` has a handler for signal `signum` (in Python: any handler set by a module)."""
-    return _in_mask(pid, "SigCgt", signum)
+    return in_signal_mask(pid, "SigCgt", signum)
 
 
 def wait_channel(tid: int) -> str:

@@ -41,14 +41,16 @@ class Choice:
     why: str
 
 
-def shape_class(mode: str, shape: tuple[int, int, int], units: tuple[int, ...]) -> str:
+def shape_class(mode: str, shape: tuple[int, int, int], units: tuple[int, ...], cell: str = "lstm") -> str:
     """The cache key: the mode and every size rounded up to a power of two, e.g.
-    ``training B32 T128 F64 U256-256``."""
+    ``training B32 T128 F64 U256-256``; a cell other than the LSTM names itself after the mode
+    (``training-gru B32 ...``), so that cells never share a kept choice and LSTM keeps its keys."""
 
     def up(n: int) -> int:
         return 1 << max(0, int(n) - 1).bit_length()
 
     batch, steps, features = shape
+    mode = mode if cell == "lstm" else f"{mode}-{cell}"
     return f"{mode} B{up(batch)} T{up(steps)} F{up(features)} U{'-'.join(str(up(u)) for u in units)}"
 
 

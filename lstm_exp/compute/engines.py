@@ -12,7 +12,6 @@
 `auto` is measured on first use per CPU and shape class (`forward_choice.py`), not decided here.
 """
 
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -48,7 +47,7 @@ def choose_engine(spec: ModelSpec, shape: tuple[int, int, int]) -> str:
     """
     if spec.implementation != "auto":
         return spec.implementation
-    return "auto" if spec.plain_lstm_stack or spec.plain_gru_stack else "keras"
+    return "auto" if spec.native_stack else "keras"
 
 
 def resolve_engine(engine: str, spec: ModelSpec) -> str:
@@ -112,17 +111,13 @@ def build_forward(engine: str, spec: ModelSpec, weights, data, timed: int) -> tu
         from lstm_exp.compute.native.engine import NativeLSTMStack
         from lstm_exp.compute.native.gru_engine import NativeGRUStack
 
-        if spec.cell == "gru":  # no gates to return: a GRU has no gate arrays
-            native = NativeGRUStack(weights)
-            call = tf.function(native.__call__) if timed else native.__call__
-        else:
-            lstm = NativeLSTMStack(weights)
-            call = tf.function(lstm.__call__) if timed else lstm.__call__
-            call = functools.partial(call, return_gates=True)
+        native = NativeGRUStack(weights) if spec.cell == "gru" else NativeLSTMStack(weights)
+        call = tf.function(native.__call__) if timed else native.__call__
+        gates = {} if spec.cell == "gru" else {"return_gates": True}  # a GRU has no gate arrays
         last = names.array_name(len(spec.units) - 1, names.SEQUENCE)
 
         def run_native():
-            arrays = call(x, lengths, state)
+            arrays = call(x, lengths, state, **gates)
             return {**arrays, names.OUTPUT: arrays[last]}
 
         return engine, run_native

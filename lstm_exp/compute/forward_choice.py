@@ -50,7 +50,7 @@ def forward_mode(timed: int) -> str:
 def candidate_engines(spec: ModelSpec, timed: int) -> tuple[tuple[str, ...], str]:
     """The engines `auto` times for `spec` and a run of `timed` timed passes, the baseline last; and
     why native is missing ("" when it is there). Loads (or builds) the native op."""
-    if not (spec.plain_lstm_stack or spec.plain_gru_stack):
+    if not spec.native_stack:
         return (BASELINE,), ""
     from lstm_exp.compute.native.build import NativeBuildError
     from lstm_exp.compute.native.engine import load
@@ -104,9 +104,7 @@ def auto_forward(spec: ModelSpec, weights, data, timed: int,
         why = (f"native unavailable: {unavailable}" if unavailable
                else "the only engine that computes this model")
         return engine, f"auto, {why}", run
-    # LSTM keeps its keys of before; another cell's choices are its own.
-    mode = forward_mode(timed) if spec.cell == "lstm" else f"{forward_mode(timed)}-{spec.cell}"
-    key = shape_class(mode, data.x.shape, spec.units)
+    key = shape_class(forward_mode(timed), data.x.shape, spec.units, spec.cell)
     built: dict[str, Callable[[], dict]] = {}
 
     def build(engine: str) -> Callable[[], dict]:

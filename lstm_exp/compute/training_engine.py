@@ -45,7 +45,7 @@ def training_engine(spec: ModelSpec, stack, shape: tuple[int, int, int],
     keras = TrainingEngine("keras", f"model.implementation={spec.implementation}", stack)
     if spec.implementation in ("keras", "fused"):
         return keras
-    if not (spec.plain_lstm_stack or spec.plain_gru_stack):
+    if not spec.native_stack:
         return TrainingEngine("keras", "the native op trains plain LSTM and GRU stacks only", stack)
     from lstm_exp.compute.native.build import NativeBuildError
     from lstm_exp.compute.native.engine import load
@@ -62,9 +62,7 @@ def training_engine(spec: ModelSpec, stack, shape: tuple[int, int, int],
         return TrainingEngine(label, "model.implementation=native", native)
     from lstm_exp.compute.engine_choice import measured_choice, shape_class
 
-    # LSTM keeps its key of before; another cell's choice is its own.
-    mode = "training" if spec.cell == "lstm" else f"training-{spec.cell}"
-    key = shape_class(mode, shape, spec.units)
+    key = shape_class("training", shape, spec.units, spec.cell)
     choice = measured_choice(load().build.path.parent, key,
                              {"keras": step_on(stack), "native": step_on(native)})
     if choice.engine == "native":

@@ -38,6 +38,11 @@ class ModelSpec:
         return self.cell == "gru" and not self.bidirectional
 
     @property
+    def native_stack(self) -> bool:
+        """A stack the native ops compute, forward and training: a plain LSTM or GRU stack."""
+        return self.plain_lstm_stack or self.plain_gru_stack
+
+    @property
     def directions(self) -> tuple[str, ...]:
         """One layer's directions: ``("",)``, or ``("fw", "bw")`` when bidirectional."""
         return names.directions(self.bidirectional)

@@ -86,7 +86,7 @@ def validate_model(model: DictConfig) -> ModelSpec:
                 raise ConfigError(f"model.{key}", model[key], "unset unless model.cell=lstm")
     if spec.proj_clip and not spec.proj_size:
         raise ConfigError("model.proj_clip", spec.proj_clip, "null unless model.proj_size is set")
-    if spec.implementation == "native" and not (spec.plain_lstm_stack or spec.plain_gru_stack):
+    if spec.implementation == "native" and not spec.native_stack:
         raise ConfigError("model.implementation", spec.implementation,
                           "keras or auto unless the model is a plain unidirectional LSTM or GRU stack")
     if spec.implementation == "fused" and not spec.plain_lstm_stack:

@@ -48,14 +48,20 @@ def alive(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
-def ignores(pid: int, signum: int) -> bool:
-    """Whether process `pid` ignores signal `signum` (its SigIgn mask in /proc; False once it is gone)."""
+def in_signal_mask(pid: int, field: str, signum: int) -> bool:
+    """Whether `signum` is in the signal mask `field` (``SigIgn``, ``SigCgt``, ...) of /proc/PID/status
+    (False once `pid` is gone)."""
     try:
         lines = (PROC / str(pid) / "status").read_text().splitlines()
     except OSError:
         return False
-    mask = next((int(line.split()[1], 16) for line in lines if line.startswith("SigIgn:")), 0)
+    mask = next((int(line.split()[1], 16) for line in lines if line.startswith(f"{field}:")), 0)
     return bool(mask >> (signum - 1) & 1)
+
+
+def ignores(pid: int, signum: int) -> bool:
+    """Whether process `pid` ignores signal `signum` (SIG_IGN; False once it is gone)."""
+    return in_signal_mask(pid, "SigIgn", signum)
 
 
 def kill_tree(root: int) -> list[int]:
