@@ -104,48 +104,27 @@ inline vf vexp(vf x) {
 inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
 inline vf vtanh(vf x) { return 1.0f - 2.0f / (1.0f + vexp(x + x)); }
 
-// The accumulators of one tile: R rows x 4 gates x W units, sum over k of a[r][k] * panel[k].
-// `a` rows are `stride` floats apart. The weights are loaded once per k and kept in registers:
-// folded into each FMA as memory operands they would be loaded R times, and the loads, not the
-// FMAs, would bound the loop.
-template <int R>
-inline void accumulate(vf (&acc)[R][4], const float* a, int64_t stride, const float* panel,
+// The accumulators of one tile: R rows x G gates x W units (G = 4 for the LSTM, 3 for the GRU's z,
+// r, h), sum over k of a[r][k] * panel[k]; the panel is (depth, G, W). `a` rows are `stride` floats
+// apart. The weights are loaded once per k and kept in registers: folded into each FMA as memory
+// operands they would be loaded R times, and the loads, not the FMAs, would bound the loop.
+template <int R, int G>
+inline void accumulate(vf (&acc)[R][G], const float* a, int64_t stride, const float* panel,
                        int64_t depth) {
   for (int64_t k = 0; k < depth; ++k) {
-    const float* w = panel + k * 4 * W;
-    vf w0 = load(w), w1 = load(w + W), w2 = load(w + 2 * W), w3 = load(w + 3 * W);
+    const float* w = panel + k * G * W;
+    vf wk[G];
+    for (int g = 0; g < G; ++g) {
+      wk[g] = load(w + g * W);
 #if defined(__AVX512F__) && defined(__GNUC__)
-    asm("" : "+v"(w0), "+v"(w1), "+v"(w2), "+v"(w3));  // of the 32 zmm registers
+      asm("" : "+v"(wk[g]));  // of the 32 zmm registers
 #elif defined(__AVX__) && defined(__GNUC__)
-    asm("" : "+x"(w0), "+x"(w1), "+x"(w2), "+x"(w3));  // of the 16 ymm registers
+      asm("" : "+x"(wk[g]));  // of the 16 ymm registers
 #endif
-    for (int r = 0; r < R; ++r) {
-      const float ak = a[r * stride + k];
-      acc[r][0] += ak * w0;
-      acc[r][1] += ak * w1;
-      acc[r][2] += ak * w2;
-      acc[r][3] += ak * w3;
     }
-  }
-}
-
-// The same with 3 gates per unit block (GRU: z, r, h): the panel is (depth, 3, W).
-template <int R>
-inline void accumulate(vf (&acc)[R][3], const float* a, int64_t stride, const float* panel,
-                       int64_t depth) {
-  for (int64_t k = 0; k < depth; ++k) {
-    const float* w = panel + k * 3 * W;
-    vf w0 = load(w), w1 = load(w + W), w2 = load(w + 2 * W);
-#if defined(__AVX512F__) && defined(__GNUC__)
-    asm("" : "+v"(w0), "+v"(w1), "+v"(w2));
-#elif defined(__AVX__) && defined(__GNUC__)
-    asm("" : "+x"(w0), "+x"(w1), "+x"(w2));
-#endif
     for (int r = 0; r < R; ++r) {
       const float ak = a[r * stride + k];
-      acc[r][0] += ak * w0;
-      acc[r][1] += ak * w1;
-      acc[r][2] += ak * w2;
+      for (int g = 0; g < G; ++g) acc[r][g] += ak * wk[g];
     }
   }
 }
